@@ -1,0 +1,237 @@
+"""The SageMaker pipeline definition: every step's wiring, parsed from the compiled JSON.
+
+The SDK import dominates the cost (~6-10 s), so the definition is compiled once per
+session and each test reads a different part of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from pipeline.sagemaker_compiler import (
+    EVALUATION_FILE,
+    GATE_REFUSED_PREFIX,
+    GateThresholds,
+    PipelineSpec,
+    compile_pipeline_definition,
+)
+
+# The SDK's own compatibility shims warn on import; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+ACCOUNT = "123456789012"
+PROCESSING_IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/mlops-training@sha256:" + "a" * 64
+TRAINING_IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/mlops-training@sha256:" + "b" * 64
+KMS = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def make_spec(**overrides: Any) -> PipelineSpec:
+    values: dict[str, Any] = dict(
+        pipeline_name="mlops-dev-training",
+        role_arn=f"arn:aws:iam::{ACCOUNT}:role/mlops-dev-sagemaker",
+        processing_image_uri=PROCESSING_IMAGE,
+        training_image_uri=TRAINING_IMAGE,
+        gpu_instance_type="ml.g5.xlarge",
+        processing_instance_type="ml.m5.large",
+        data_s3_uri="s3://mlops-dev-data/adult/",
+        artifacts_s3_prefix="s3://mlops-dev-artifacts/pipeline/",
+        kms_key_id=KMS,
+        mlflow_tracking_uri="https://mlflow.mlops.svc.cluster.local",
+        gate=GateThresholds(min_roc_auc=0.88, auc_tolerance=0.004, slice_tolerance=0.03, max_fairness_gap=0.15),
+        hyperparameters={"n_estimators": 300, "max_depth": 6},
+    )
+    values.update(overrides)
+    return PipelineSpec(**values)
+
+
+@pytest.fixture(scope="session")
+def definition() -> dict[str, Any]:
+    return json.loads(compile_pipeline_definition(make_spec()))
+
+
+def steps_by_name(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+
+    def visit(steps: list[dict[str, Any]]) -> None:
+        for step in steps:
+            found[step["Name"]] = step
+            args = step.get("Arguments", {})
+            visit(args.get("IfSteps", []) if isinstance(args, dict) else [])
+            visit(args.get("ElseSteps", []) if isinstance(args, dict) else [])
+
+    visit(definition["Steps"])
+    return found
+
+
+def refs(obj: Any) -> set[str]:
+    """Every ``{"Get": ...}`` property reference inside ``obj``."""
+    out: set[str] = set()
+    if isinstance(obj, dict):
+        if set(obj) == {"Get"}:
+            out.add(obj["Get"])
+        for value in obj.values():
+            out |= refs(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            out |= refs(value)
+    return out
+
+
+def test_step_types_and_branches(definition: dict[str, Any]) -> None:
+    top = [(s["Name"], s["Type"]) for s in definition["Steps"]]
+    assert top == [
+        ("Validate", "Processing"),
+        ("Split", "Processing"),
+        ("Train", "Training"),
+        ("EvaluateAndGate", "Processing"),
+        ("GateCheck", "Condition"),
+    ]
+    condition = definition["Steps"][-1]["Arguments"]
+    assert [(s["Name"], s["Type"]) for s in condition["IfSteps"]] == [("Register", "Processing")]
+    assert [(s["Name"], s["Type"]) for s in condition["ElseSteps"]] == [("GateRefused", "Fail")]
+
+
+def test_images_are_pinned_by_digest_and_used_where_expected(definition: dict[str, Any]) -> None:
+    steps = steps_by_name(definition)
+    for name in ("Validate", "Split", "EvaluateAndGate", "Register"):
+        assert steps[name]["Arguments"]["AppSpecification"]["ImageUri"] == PROCESSING_IMAGE, name
+    assert steps["Train"]["Arguments"]["AlgorithmSpecification"]["TrainingImage"] == TRAINING_IMAGE
+    text = json.dumps(definition)
+    assert ":latest" not in text
+
+
+def test_instance_types(definition: dict[str, Any]) -> None:
+    steps = steps_by_name(definition)
+    assert steps["Train"]["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
+    for name in ("Validate", "Split", "EvaluateAndGate", "Register"):
+        assert steps[name]["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.m5.large", name
+
+
+def test_processing_steps_run_our_cli(definition: dict[str, Any]) -> None:
+    steps = steps_by_name(definition)
+    expected = {"Validate": "validate", "Split": "split", "EvaluateAndGate": "gate", "Register": "register"}
+    for name, command in expected.items():
+        app = steps[name]["Arguments"]["AppSpecification"]
+        assert app["ContainerEntrypoint"] == ["python", "-m", "pipeline", "step", command], name
+        args = app["ContainerArguments"]
+        assert "--output" in args and args[args.index("--output") + 1].startswith("/opt/ml/processing/output"), name
+        # Every --input names a folder SageMaker downloads an input channel into.
+        local_inputs = {i["S3Input"]["LocalPath"] for i in steps[name]["Arguments"]["ProcessingInputs"]}
+        given = {args[i + 1] for i, a in enumerate(args) if a == "--input"}
+        assert given == local_inputs, name
+    validate_args = steps["Validate"]["Arguments"]
+    assert refs(validate_args["ProcessingInputs"]) == {"Parameters.InputDataUri"}
+
+
+def test_gate_thresholds_and_tracking_uri_reach_the_gate(definition: dict[str, Any]) -> None:
+    gate = steps_by_name(definition)["EvaluateAndGate"]["Arguments"]
+    args = gate["AppSpecification"]["ContainerArguments"]
+    params = {args[i + 1] for i, a in enumerate(args) if a == "--param"}
+    assert {
+        "model_name=adult-income",
+        "gate.min_roc_auc=0.88",
+        "gate.auc_tolerance=0.004",
+        "gate.slice_tolerance=0.03",
+        "gate.max_fairness_gap=0.15",
+    } <= params
+    for name in ("EvaluateAndGate", "Register"):
+        env = steps_by_name(definition)[name]["Arguments"]["Environment"]
+        assert env["MLFLOW_TRACKING_URI"] == "https://mlflow.mlops.svc.cluster.local", name
+
+
+def test_property_file_and_condition(definition: dict[str, Any]) -> None:
+    steps = steps_by_name(definition)
+    evaluate = steps["EvaluateAndGate"]
+    (prop,) = evaluate["PropertyFiles"]
+    assert prop["FilePath"] == EVALUATION_FILE
+    outputs = {o["OutputName"]: o for o in evaluate["Arguments"]["ProcessingOutputConfig"]["Outputs"]}
+    assert prop["OutputName"] in outputs
+    assert outputs[prop["OutputName"]]["S3Output"]["LocalPath"] == "/opt/ml/processing/output/evaluation"
+    (condition,) = steps["GateCheck"]["Arguments"]["Conditions"]
+    assert condition["Type"] == "Equals"
+    assert condition["RightValue"] is True
+    json_get = condition["LeftValue"]["Std:JsonGet"]
+    assert json_get["Path"] == "gate.passed"
+    assert json_get["PropertyFile"] == {"Get": f"Steps.EvaluateAndGate.PropertyFiles.{prop['PropertyFileName']}"}
+
+
+def test_fail_step_message_carries_the_gate_reasons(definition: dict[str, Any]) -> None:
+    message = steps_by_name(definition)["GateRefused"]["Arguments"]["ErrorMessage"]["Std:Join"]
+    assert message["Values"][0] == GATE_REFUSED_PREFIX
+    reasons = message["Values"][1]["Std:JsonGet"]
+    assert reasons["Path"] == "gate.reasons"
+    assert reasons["PropertyFile"]["Get"].startswith("Steps.EvaluateAndGate.PropertyFiles.")
+
+
+def test_dependencies_follow_the_local_wiring(definition: dict[str, Any]) -> None:
+    steps = steps_by_name(definition)
+    upstream = {name: {r.split(".")[1] for r in refs(step["Arguments"]) if r.startswith("Steps.")} for name, step in steps.items()}
+    assert upstream["Validate"] == set()
+    assert upstream["Split"] == {"Validate"}
+    assert upstream["Train"] == {"Split"}
+    assert upstream["EvaluateAndGate"] == {"Train", "Split"}
+    assert upstream["Register"] == {"Train", "EvaluateAndGate", "Validate"}
+    train_channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in steps["Train"]["Arguments"]["InputDataConfig"]}
+    assert train_channels == {
+        "train": {"Get": "Steps.Split.ProcessingOutputConfig.Outputs['train'].S3Output.S3Uri"},
+        "validation": {"Get": "Steps.Split.ProcessingOutputConfig.Outputs['validation'].S3Output.S3Uri"},
+    }
+    gate_inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in steps["EvaluateAndGate"]["Arguments"]["ProcessingInputs"]}
+    assert gate_inputs["model"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
+    assert gate_inputs["holdout"] == {"Get": "Steps.Split.ProcessingOutputConfig.Outputs['holdout'].S3Output.S3Uri"}
+
+
+def test_everything_written_is_encrypted_with_the_stack_key(definition: dict[str, Any]) -> None:
+    steps = steps_by_name(definition)
+    for name in ("Validate", "Split", "EvaluateAndGate", "Register"):
+        args = steps[name]["Arguments"]
+        assert args["ProcessingOutputConfig"]["KmsKeyId"] == KMS, name
+        assert args["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == KMS, name
+    train = steps["Train"]["Arguments"]
+    assert train["OutputDataConfig"]["KmsKeyId"] == KMS
+    assert train["ResourceConfig"]["VolumeKmsKeyId"] == KMS
+    assert train["HyperParameters"] == {"n_estimators": "300", "max_depth": "6"}
+
+
+def test_outputs_are_per_execution(definition: dict[str, Any]) -> None:
+    out = steps_by_name(definition)["Validate"]["Arguments"]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    values = out["Std:Join"]["Values"]
+    assert values[0] == "s3://mlops-dev-artifacts/pipeline"
+    assert values[1] == {"Get": "Execution.PipelineExecutionId"}
+    assert {p["Name"] for p in definition["Parameters"]} == {"InputDataUri", "GitCommit", "ServingImageUri"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("processing_image_uri", f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/mlops-training:latest", "by digest"),
+        ("training_image_uri", f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/mlops-training:v1", "by digest"),
+        ("gpu_instance_type", "ml.m5.xlarge", "GPU instance type"),
+        ("processing_instance_type", "m5.large", "processing_instance_type"),
+        ("role_arn", "mlops-role", "IAM role ARN"),
+        ("data_s3_uri", "/local/path", "data_s3_uri"),
+        ("artifacts_s3_prefix", "https://bucket", "artifacts_s3_prefix"),
+        ("kms_key_id", "", "kms_key_id"),
+        ("mlflow_tracking_uri", "mlflow", "mlflow_tracking_uri"),
+        ("pipeline_name", "bad name!", "pipeline_name"),
+        ("training_max_runtime_s", 5, "training_max_runtime_s"),
+        ("subnet_ids", ("subnet-1",), "security_group_ids"),
+    ],
+)
+def test_spec_refuses_bad_input(field: str, value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_spec(**{field: value})
+
+
+def test_thresholds_refuse_out_of_range() -> None:
+    with pytest.raises(ValueError, match="min_roc_auc"):
+        GateThresholds(min_roc_auc=1.5)
+
+
+def test_compile_refuses_something_that_is_not_a_spec() -> None:
+    with pytest.raises(TypeError, match="PipelineSpec"):
+        compile_pipeline_definition(dataclasses.asdict(make_spec()))  # type: ignore[arg-type]
