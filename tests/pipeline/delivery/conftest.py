@@ -1,0 +1,70 @@
+"""Fixtures for the delivery tests: moto's server on 127.0.0.1 and a recording double.
+
+Every boto3 call the delivery code makes is exercised against moto's real HTTP server
+(started once per session on a free loopback port, always stopped). Where moto lacks a
+call or cannot produce a state (a Failed execution, a step list), ``RecordingClient``
+stands in: it records the exact request so the test asserts what AWS would be sent.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def aws(moto_endpoint: str) -> Iterator[Callable[[str], Any]]:
+    """A client factory bound to moto; the backend is reset after each test."""
+    import boto3
+    import requests
+
+    yield lambda service: boto3.client(service, region_name="us-east-1", endpoint_url=moto_endpoint)
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10)
+
+
+class RecordingClient:
+    """A test double for one boto3 client: scripted answers, every request recorded.
+
+    ``answers`` maps an operation name to a list of responses (or exceptions) handed
+    out in order; the last one repeats. ``calls`` holds ``(operation, kwargs)``.
+    """
+
+    def __init__(self, answers: dict[str, list[Any]]) -> None:
+        self.answers = {k: list(v) for k, v in answers.items()}
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, operation: str) -> Callable[..., Any]:
+        if operation not in self.answers:
+            raise AttributeError(operation)
+
+        def call(**kwargs: Any) -> Any:
+            self.calls.append((operation, kwargs))
+            queue = self.answers[operation]
+            answer = queue.pop(0) if len(queue) > 1 else queue[0]
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        return call
