@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pipeline.exit_codes import ExitCode
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "pipeline.commands.monitor",
 )
 """Subcommand modules, in the order ``--help`` lists them."""
 

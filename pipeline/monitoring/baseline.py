@@ -1,0 +1,117 @@
+"""The serving model version and its monitoring baseline, from the MLflow registry.
+
+The registering run saves ``monitoring/baseline.parquet`` (training rows: features,
+``label``, ``prediction``) and tags the model version with ``baseline_uri``
+(docs/contracts.md, "The model"). The monitor resolves the alias that serves (``champion``
+by default), downloads that artifact and normalises its types to what the capture reader
+produces. Every way this can fail on bad input (no such model or alias, no tag, an
+artifact that is gone or lacks columns) is a ``BaselineError`` that says which.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from pipeline.monitoring.errors import BaselineError
+from pipeline.schema import CATEGORICAL_FEATURES, FEATURES, LABEL, NUMERIC_FEATURES
+
+BASELINE_TAG: Final = "baseline_uri"
+PREDICTION_COLUMN: Final = "prediction"
+HOLDOUT_AUC_TAGS: Final = ("metric.roc_auc", "metric.holdout_roc_auc", "metric.auc")
+"""Model version tags that may carry the holdout ROC AUC, in order of preference."""
+
+
+@dataclass(frozen=True)
+class ServingBaseline:
+    """The model version that serves and the training rows it is monitored against."""
+
+    model_name: str
+    model_version: str
+    alias: str
+    run_id: str
+    baseline_uri: str
+    frame: pd.DataFrame
+    holdout_roc_auc: float | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def normalise_baseline(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
+    """The baseline with numeric features as float64 and categoricals as ``str``/``None``.
+
+    Raises ``BaselineError`` naming the missing columns, or when the frame has no rows.
+    """
+    missing = [c for c in (*FEATURES, PREDICTION_COLUMN) if c not in frame.columns]
+    if missing:
+        raise BaselineError(f"baseline {origin} lacks column(s): {', '.join(missing)}")
+    if frame.empty:
+        raise BaselineError(f"baseline {origin} has no rows")
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    for column in NUMERIC_FEATURES:
+        out[column] = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    for column in CATEGORICAL_FEATURES:
+        values = frame[column].astype(object).to_numpy()
+        out[column] = [None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v) for v in values]
+    out[PREDICTION_COLUMN] = pd.to_numeric(frame[PREDICTION_COLUMN], errors="coerce").to_numpy(dtype=np.float64)
+    if LABEL in frame.columns:
+        out[LABEL] = pd.to_numeric(frame[LABEL], errors="coerce").to_numpy(dtype=np.float64)
+    return out.loc[:, [*FEATURES, PREDICTION_COLUMN, *([LABEL] if LABEL in frame.columns else [])]]
+
+
+def _holdout_auc(tags: dict[str, str]) -> float | None:
+    for key in HOLDOUT_AUC_TAGS:
+        try:
+            value = float(tags[key])
+        except (KeyError, ValueError):
+            continue
+        if 0.0 <= value <= 1.0:
+            return value
+    return None
+
+
+def load_serving_baseline(tracking_uri: str, model_name: str, alias: str = "champion") -> ServingBaseline:
+    """Resolve ``model_name@alias`` and load its monitoring baseline.
+
+    Raises ``BaselineError`` when the model or alias does not exist, the version has no
+    ``baseline_uri`` tag, or the artifact cannot be downloaded or read. Errors reaching
+    the tracking server itself propagate (they are outages, not bad input).
+    """
+    import mlflow.artifacts
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(model_name, alias)
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            raise BaselineError(f"model {model_name!r} has no version with alias {alias!r} in {tracking_uri}") from error
+        raise
+    tags = dict(version.tags or {})
+    uri = tags.get(BASELINE_TAG)
+    if not uri:
+        raise BaselineError(
+            f"model {model_name!r} version {version.version} (alias {alias!r}) has no {BASELINE_TAG!r} tag: "
+            "it was registered without a monitoring baseline, so there is nothing to compare against"
+        )
+    with tempfile.TemporaryDirectory(prefix="baseline-") as folder:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder, tracking_uri=tracking_uri))
+            frame = pd.read_parquet(local)
+        except (MlflowException, OSError, ValueError) as error:
+            raise BaselineError(f"cannot read the baseline {uri} of {model_name!r} version {version.version}: {error}") from error
+    return ServingBaseline(
+        model_name=model_name,
+        model_version=str(version.version),
+        alias=alias,
+        run_id=version.run_id or "",
+        baseline_uri=uri,
+        frame=normalise_baseline(frame, uri),
+        holdout_roc_auc=_holdout_auc(tags),
+        tags=tags,
+    )

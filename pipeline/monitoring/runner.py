@@ -1,0 +1,144 @@
+"""One monitor run end to end: load, judge, report, log, publish, and maybe retrain.
+
+This is the wiring behind ``python -m pipeline monitor``; every step it calls is a pure
+function elsewhere in the package. It reads the serving model version's baseline, the
+capture window of that version, and the labels; judges them (``analysis.analyse``);
+writes the report and the Prometheus textfile; logs the run to MLflow; publishes the
+CloudWatch metrics when asked. ``run_retrain`` runs the commit pipeline as a subprocess,
+so a retrain passes through the very same gate as any commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from pipeline.exit_codes import ExitCode
+from pipeline.monitoring.analysis import MonitorResult, analyse
+from pipeline.monitoring.baseline import load_serving_baseline
+from pipeline.monitoring.capture import read_capture
+from pipeline.monitoring.labels import join_labels, read_labels
+from pipeline.monitoring.publish import cloudwatch_datums, publish_cloudwatch, write_prometheus
+from pipeline.monitoring.report import report_folder, write_report
+from pipeline.monitoring.thresholds import Thresholds
+from pipeline.monitoring.tracking import log_monitor_run
+
+PROMETHEUS_FILENAME: Final = "monitor.prom"
+
+
+@dataclass(frozen=True)
+class MonitorOptions:
+    """What one monitor run reads and where it writes."""
+
+    capture: str
+    tracking_uri: str
+    reports_dir: Path
+    model_name: str = "adult-income"
+    alias: str = "champion"
+    labels: Path | None = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    all_versions: bool = False
+    """Judge rows captured for any version, not only the one the alias names."""
+    prometheus_file: Path | None = None
+    log_to_mlflow: bool = True
+    stack: str | None = None
+    region: str | None = None
+    publish_cloudwatch: bool = False
+
+
+@dataclass
+class MonitorOutcome:
+    """The result and where its traces went."""
+
+    result: MonitorResult
+    report_dir: Path
+    prometheus_file: Path
+    mlflow_run_id: str | None = None
+    cloudwatch_datapoints: int = 0
+
+
+def run_monitor(options: MonitorOptions) -> MonitorOutcome:
+    """Run the monitor once; see the module doc.
+
+    Raises ``MonitorInputError`` subclasses for unusable input (the command maps them to
+    exit 4); ``ValueError`` for CloudWatch publishing without a stack or region.
+    """
+    if options.publish_cloudwatch and not (options.stack and options.region):
+        raise ValueError("--publish-cloudwatch needs a stack (--stack or MLOPS_STACK) and a region (--region or AWS_REGION)")
+    baseline = load_serving_baseline(options.tracking_uri, options.model_name, options.alias)
+    window = read_capture(
+        options.capture,
+        model_name=options.model_name,
+        model_version=None if options.all_versions else baseline.model_version,
+    )
+    labels = None
+    if options.labels is not None:
+        labels = join_labels(window, read_labels(options.labels), source=str(options.labels))
+    result = analyse(baseline, window, labels, options.thresholds)
+
+    now = datetime.now(UTC)
+    folder = write_report(result, baseline.frame, window.features, window.probabilities,
+                          report_folder(options.reports_dir, result))
+    prometheus = write_prometheus(result, options.prometheus_file or options.reports_dir / PROMETHEUS_FILENAME, timestamp=now)
+    outcome = MonitorOutcome(result=result, report_dir=folder, prometheus_file=prometheus)
+    if options.log_to_mlflow:
+        outcome.mlflow_run_id = log_monitor_run(result, folder, options.tracking_uri)
+    if options.publish_cloudwatch:
+        datums = cloudwatch_datums(result, stack=options.stack or "", timestamp=now)
+        outcome.cloudwatch_datapoints = publish_cloudwatch(datums, region=options.region or "")
+    return outcome
+
+
+RETRAIN_OUTCOMES: Final = {
+    ExitCode.OK: "the retrained model cleared the gate and was promoted",
+    ExitCode.GATE_REFUSED: "the gate refused the retrained model; the champion is unchanged",
+    ExitCode.INVALID_DATA: "the retrain data failed validation; nothing was trained",
+}
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """The commit pipeline's exit code on the retrain data, and what it means."""
+
+    argv: tuple[str, ...]
+    exit_code: int
+    outcome: str
+
+
+def retrain_argv(data: Path) -> list[str]:
+    """The commit pipeline's command line for a retrain: ``--force`` so the step cache
+    cannot skip training on data it has seen."""
+    return [sys.executable, "-m", "pipeline", "run", "--data", str(data), "--force"]
+
+
+def run_retrain(data: Path, tracking_uri: str, argv: Sequence[str] | None = None) -> RetrainResult:
+    """Run the commit pipeline on ``data`` as a subprocess against ``tracking_uri`` and
+    report the gate's outcome. Its output streams through to ours."""
+    command = list(argv) if argv is not None else retrain_argv(data)
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    code = subprocess.run(command, env=environment, check=False).returncode
+    try:
+        meaning = RETRAIN_OUTCOMES.get(ExitCode(code), f"the retrain failed ({ExitCode(code).name.lower()})")
+    except ValueError:
+        meaning = f"the retrain failed with exit code {code}"
+    return RetrainResult(tuple(command), code, meaning)
+
+
+def record_retrain(outcome: MonitorOutcome, retrain: RetrainResult, tracking_uri: str) -> None:
+    """Add the retrain's outcome to the report folder and to the MLflow run's tags."""
+    (outcome.report_dir / "retrain.json").write_text(
+        json.dumps({"argv": list(retrain.argv), "exit_code": retrain.exit_code, "outcome": retrain.outcome}, indent=2) + "\n"
+    )
+    if outcome.mlflow_run_id:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=tracking_uri)
+        client.set_tag(outcome.mlflow_run_id, "retrain_exit_code", str(retrain.exit_code))
+        client.set_tag(outcome.mlflow_run_id, "retrain_outcome", retrain.outcome)
