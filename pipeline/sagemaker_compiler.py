@@ -30,9 +30,11 @@ import re
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
+
+from pipeline.steps.gate import GateThresholds
 
 PROCESSING_ROOT: Final = "/opt/ml/processing"
 EVALUATION_FILE: Final = "evaluation.json"
@@ -65,32 +67,18 @@ _GPU_FAMILIES: Final = ("ml.g4dn.", "ml.g5.", "ml.g6.", "ml.g6e.", "ml.gr6.", "m
 _SDK_ENV_PREPARED = "_MLOPS_SAGEMAKER_OFFLINE_PREPARED"
 
 
-@dataclass(frozen=True)
-class GateThresholds:
-    """The gate's thresholds, passed to the gate step as ``--param gate.<name>=<value>``.
+def gate_params(gate: GateThresholds) -> list[str]:
+    """``--param name=value`` for every gate threshold, in field order.
 
-    They live in the pipeline definition (not in the image) so a stack's config, not a
-    rebuild, decides how strict promotion is; names match the local runner's gate
-    parameters so both paths judge a challenger the same way.
+    The thresholds live in the pipeline definition (not in the image) so a stack's
+    config, not a rebuild, decides how strict promotion is; the names are the local
+    runner's ``pipeline.steps.gate.GateThresholds`` fields, so both paths judge a
+    challenger the same way.
     """
-
-    min_roc_auc: float = 0.85
-    auc_tolerance: float = 0.005
-    slice_tolerance: float = 0.02
-    max_fairness_gap: float = 0.2
-
-    def __post_init__(self) -> None:
-        for name in ("min_roc_auc", "auc_tolerance", "slice_tolerance", "max_fairness_gap"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"GateThresholds.{name} must be a number in [0, 1], got {value!r}")
-
-    def as_params(self) -> list[str]:
-        """``--param k=v`` arguments in a stable order."""
-        args: list[str] = []
-        for name in ("min_roc_auc", "auc_tolerance", "slice_tolerance", "max_fairness_gap"):
-            args += ["--param", f"gate.{name}={float(getattr(self, name))!r}"]
-        return args
+    args: list[str] = []
+    for name, value in asdict(gate).items():
+        args += ["--param", f"{name}={value!r}"]
+    return args
 
 
 @dataclass(frozen=True)
@@ -151,6 +139,8 @@ class PipelineSpec:
                 problems.append(f"{name} must be an integer between 60 and {28 * 24 * 3600}, got {value!r}")
         if bool(self.subnet_ids) != bool(self.security_group_ids):
             problems.append("subnet_ids and security_group_ids go together: give both or neither")
+        if not isinstance(self.gate, GateThresholds):
+            problems.append("gate must be a pipeline.steps.gate.GateThresholds")
         if problems:
             raise ValueError("invalid PipelineSpec: " + "; ".join(problems))
 
@@ -287,7 +277,7 @@ def compile_pipeline_definition(spec: PipelineSpec) -> str:
         # "Running within a PipelineSession, there will be No Wait...": expected here.
         warnings.simplefilter("ignore", UserWarning)
         session = PipelineSession()
-        env = {"MLFLOW_TRACKING_URI": spec.mlflow_tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        env = {"MLFLOW_TRACKING_URI": spec.mlflow_tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true", "MLOPS_MODEL_NAME": spec.model_name}
 
         def processor(step_command: str, base_job_name: str) -> Any:
             return Processor(
@@ -356,7 +346,7 @@ def compile_pipeline_definition(spec: PipelineSpec) -> str:
             step_args=processor(GATE_STEP_COMMAND, "mlops-gate").run(
                 inputs=[s3_in("model", model_uri), s3_in("holdout", split_outputs["holdout"].S3Output.S3Uri)],
                 outputs=[s3_out(EVALUATION_OUTPUT, STEP_EVALUATE)],
-                arguments=cli_args(["model", "holdout"], EVALUATION_OUTPUT, ["--param", f"model_name={spec.model_name}", *spec.gate.as_params()]),
+                arguments=cli_args(["model", "holdout"], EVALUATION_OUTPUT, gate_params(spec.gate)),
             ),
             property_files=[evaluation_file],
         )
@@ -370,7 +360,7 @@ def compile_pipeline_definition(spec: PipelineSpec) -> str:
                 arguments=cli_args(
                     ["model", "evaluation", "validated"],
                     "registered",
-                    ["--param", f"model_name={spec.model_name}", "--param", Join(on="=", values=["git_commit", git_commit]), "--param", Join(on="=", values=["image_digest", serving_image])],
+                    ["--param", Join(on="=", values=["git_commit", git_commit]), "--param", Join(on="=", values=["image_digest", serving_image])],
                 ),
             ),
         )

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from pipeline.steps.gate import GateThresholds
 from pipeline.sagemaker_compiler import (
     EVALUATION_FILE,
     GATE_REFUSED_PREFIX,
-    GateThresholds,
     PipelineSpec,
     compile_pipeline_definition,
 )
@@ -41,7 +41,7 @@ def make_spec(**overrides: Any) -> PipelineSpec:
         artifacts_s3_prefix="s3://mlops-dev-artifacts/pipeline/",
         kms_key_id=KMS,
         mlflow_tracking_uri="https://mlflow.mlops.svc.cluster.local",
-        gate=GateThresholds(min_roc_auc=0.88, auc_tolerance=0.004, slice_tolerance=0.03, max_fairness_gap=0.15),
+        gate=GateThresholds(min_roc_auc=0.88, auc_tolerance=0.004, slice_tolerance=0.025, max_equal_opportunity_difference=0.12),
         hyperparameters={"n_estimators": 300, "max_depth": 6},
     )
     values.update(overrides)
@@ -132,15 +132,19 @@ def test_gate_thresholds_and_tracking_uri_reach_the_gate(definition: dict[str, A
     args = gate["AppSpecification"]["ContainerArguments"]
     params = {args[i + 1] for i, a in enumerate(args) if a == "--param"}
     assert {
-        "model_name=adult-income",
-        "gate.min_roc_auc=0.88",
-        "gate.auc_tolerance=0.004",
-        "gate.slice_tolerance=0.03",
-        "gate.max_fairness_gap=0.15",
+        "min_roc_auc=0.88",
+        "auc_tolerance=0.004",
+        "slice_tolerance=0.025",
+        "max_equal_opportunity_difference=0.12",
+        "max_demographic_parity_difference=0.3",
     } <= params
+    # Every key is one the local gate accepts, so both paths judge alike.
+    parsed = dict(p.split("=", 1) for p in params)
+    assert GateThresholds.from_mapping(parsed) == make_spec().gate
     for name in ("EvaluateAndGate", "Register"):
         env = steps_by_name(definition)[name]["Arguments"]["Environment"]
         assert env["MLFLOW_TRACKING_URI"] == "https://mlflow.mlops.svc.cluster.local", name
+        assert env["MLOPS_MODEL_NAME"] == "adult-income", name
 
 
 def test_property_file_and_condition(definition: dict[str, Any]) -> None:
@@ -227,9 +231,9 @@ def test_spec_refuses_bad_input(field: str, value: Any, message: str) -> None:
         make_spec(**{field: value})
 
 
-def test_thresholds_refuse_out_of_range() -> None:
-    with pytest.raises(ValueError, match="min_roc_auc"):
-        GateThresholds(min_roc_auc=1.5)
+def test_spec_refuses_gate_that_is_not_thresholds() -> None:
+    with pytest.raises(ValueError, match="GateThresholds"):
+        make_spec(gate={"min_roc_auc": 0.9})
 
 
 def test_compile_refuses_something_that_is_not_a_spec() -> None:
