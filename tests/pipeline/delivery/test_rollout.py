@@ -1,0 +1,158 @@
+"""The cluster deploy driver through a recorded fake kubectl on PATH and a real MLflow registry.
+
+The fake holds one Rollout in a JSON file and answers get/patch like the API server
+would; what it proves is that our kubectl calls and JSON patches are well-formed and
+that the driver reacts to Argo's statuses, not that a cluster accepted them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.delivery import deploy_cluster, registry, rollout
+from pipeline.delivery.errors import StageFailed
+from pipeline.exit_codes import ExitCode
+
+FAKES = Path(__file__).parent / "fakes"
+OLD_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlops-serving@sha256:" + "1" * 64
+NEW_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlops-serving@sha256:" + "2" * 64
+TARGET = rollout.RolloutTarget(name="model-server", namespace="serving", container="server")
+HEALTHY_NEW = {"phase": "Healthy", "observedGeneration": "2", "stableRS": "new", "currentPodHash": "new"}
+PROGRESSING = {"phase": "Paused", "observedGeneration": "2", "stableRS": "old", "currentPodHash": "new", "message": "CanaryPauseStep"}
+DEGRADED = {"phase": "Degraded", "abort": True, "observedGeneration": "2", "message": "RolloutAborted: Metric \"error-rate\" assessed Failed"}
+
+
+@pytest.fixture(scope="module")
+def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with v1 (serving) and v2 (champion), built once: migrations are slow."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("registry") / "mlflow.db"
+    uri = f"sqlite:///{path}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("adult-income")
+    for image in (OLD_IMAGE, NEW_IMAGE):
+        client.create_model_version("adult-income", source=str(path.parent), tags={"image_digest": image})
+    client.set_registered_model_alias("adult-income", "champion", "2")
+    return path
+
+
+@pytest.fixture()
+def tracking_uri(tmp_path: Path, registry_template: Path) -> str:
+    import shutil
+
+    shutil.copy(registry_template, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def make_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after_patch: list[dict[str, Any]], version: str = "1") -> Path:
+    state = {
+        "rollout": {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": "model-server", "namespace": "serving", "generation": 1},
+            "spec": {"template": {"spec": {"containers": [
+                {"name": "log-shipper", "image": "fluent-bit@sha256:" + "9" * 64},
+                {"name": "server", "image": OLD_IMAGE, "env": [{"name": "MODEL_URI", "value": f"models:/adult-income/{version}"}, {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow"}]},
+            ]}}},
+            "status": {"phase": "Healthy", "observedGeneration": "1", "stableRS": "old", "currentPodHash": "old"},
+        },
+        "after_patch": after_patch,
+    }
+    path = tmp_path / "kubectl-state.json"
+    path.write_text(json.dumps(state))
+    monkeypatch.setenv("FAKE_KUBECTL_STATE", str(path))
+    monkeypatch.setenv("PATH", f"{FAKES}:" + __import__("os").environ["PATH"])
+    monkeypatch.delenv("KUBECTL", raising=False)
+    return path
+
+
+def deploy(uri: str, **kwargs: Any) -> deploy_cluster.DeployResult:
+    return deploy_cluster.deploy_champion_to_cluster(tracking_uri=uri, model_name="adult-income", target=TARGET, timeout_s=60, poll_s=10, sleep=lambda s: None, **kwargs)
+
+
+def server_container(state_path: Path) -> dict[str, Any]:
+    containers = json.loads(state_path.read_text())["rollout"]["spec"]["template"]["spec"]["containers"]
+    return next(c for c in containers if c["name"] == "server")
+
+
+def test_promotes_when_argo_reports_healthy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str) -> None:
+    state = make_state(tmp_path, monkeypatch, [PROGRESSING, PROGRESSING, HEALTHY_NEW])
+    result = deploy(tracking_uri)
+    assert result.action == "promoted" and result.version == "2" and result.previous_version == "1"
+    container = server_container(state)
+    assert container["image"] == NEW_IMAGE
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MODEL_URI"] == "models:/adult-income/2" and env["MODEL_VERSION"] == "2"
+    log = json.loads(state.read_text())["log"]
+    patch = next(a for a in log if "patch" in a)
+    assert patch[:6] == ["-n", "serving", "patch", "rollout", "model-server", "--type"]
+    ops = json.loads(patch[patch.index("-p") + 1])
+    assert ops[0] == {"op": "test", "path": "/spec/template/spec/containers/1/name", "value": "server"}
+    assert registry.current_champion(tracking_uri, "adult-income").version == "2"  # type: ignore[union-attr]
+
+
+def test_nothing_to_do_when_champion_did_not_move(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str) -> None:
+    state = make_state(tmp_path, monkeypatch, [HEALTHY_NEW], version="2")
+    result = deploy(tracking_uri)
+    assert result.action == "nothing-to-do"
+    assert not any("patch" in a for a in json.loads(state.read_text())["log"])
+
+
+def test_abort_restores_rollout_and_alias(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str) -> None:
+    state = make_state(tmp_path, monkeypatch, [PROGRESSING, DEGRADED])
+    with pytest.raises(StageFailed, match="error-rate") as info:
+        deploy(tracking_uri)
+    assert info.value.exit_code == ExitCode.DEPLOY_FAILED and info.value.stage == "deploy"
+    container = server_container(state)
+    assert container["image"] == OLD_IMAGE
+    assert {e["name"]: e["value"] for e in container["env"]}["MODEL_URI"] == "models:/adult-income/1"
+    assert registry.current_champion(tracking_uri, "adult-income").version == "1"  # type: ignore[union-attr]
+
+
+def test_alarm_during_bake_aborts_and_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str) -> None:
+    state = make_state(tmp_path, monkeypatch, [PROGRESSING, PROGRESSING, HEALTHY_NEW])
+    with pytest.raises(StageFailed, match="mlops-dev-serving-5xx"):
+        deploy(tracking_uri, check_alarms=lambda: ["mlops-dev-serving-5xx"])
+    log = json.loads(state.read_text())["log"]
+    abort = next(a for a in log if "--subresource" in a)
+    assert json.loads(abort[abort.index("-p") + 1]) == {"status": {"abort": True}}
+    assert server_container(state)["image"] == OLD_IMAGE
+    assert registry.current_champion(tracking_uri, "adult-income").version == "1"  # type: ignore[union-attr]
+
+
+def test_timeout_aborts_and_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str) -> None:
+    make_state(tmp_path, monkeypatch, [PROGRESSING] * 20)
+    clock = iter(range(0, 10_000, 10))
+    with pytest.raises(StageFailed, match="timeout"):
+        deploy(tracking_uri, clock=lambda: float(next(clock)))
+    assert registry.current_champion(tracking_uri, "adult-income").version == "1"  # type: ignore[union-attr]
+
+
+def test_refuses_a_tagged_image_and_a_missing_container(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str) -> None:
+    make_state(tmp_path, monkeypatch, [HEALTHY_NEW])
+    with pytest.raises(ValueError, match="by digest"):
+        deploy(tracking_uri, image="mlops-serving:latest")
+    assert registry.current_champion(tracking_uri, "adult-income").version == "2"  # type: ignore[union-attr]
+    with pytest.raises(LookupError, match="no container 'model'"):
+        deploy_cluster.deploy_champion_to_cluster(tracking_uri=tracking_uri, model_name="adult-income", target=rollout.RolloutTarget(container="model"), timeout_s=5)
+
+
+def test_kubectl_errors_name_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_state(tmp_path, monkeypatch, [])
+    with pytest.raises(rollout.KubectlError, match="NotFound"):
+        rollout.get_rollout(rollout.RolloutTarget(name="missing"))
+    monkeypatch.setenv("KUBECTL", str(tmp_path / "no-kubectl"))
+    with pytest.raises(rollout.KubectlError, match="not found on PATH"):
+        rollout.get_rollout(TARGET)
+
+
+def test_healthy_is_only_trusted_on_the_new_generation() -> None:
+    stale = {"metadata": {"generation": 2}, "status": {"phase": "Healthy", "observedGeneration": "1", "stableRS": "old", "currentPodHash": "old"}}
+    assert rollout.rollout_state(stale)[0] == "progressing"
+    assert rollout.rollout_state({"metadata": {"generation": 2}, "status": HEALTHY_NEW})[0] == "healthy"
+    assert rollout.rollout_state({"metadata": {"generation": 2}, "status": DEGRADED})[0] == "aborted"
