@@ -228,7 +228,7 @@ def analyse(
         )
     drift_reasons = [_drift_reason(f, thresholds.psi_drift, thresholds) for f in result.features if f.drifted]
     if result.prediction.drifted:
-        drift_reasons.append("predictions " + _drift_reason(result.prediction, thresholds.prediction_psi_drift, thresholds))
+        drift_reasons.append(_drift_reason(result.prediction, thresholds.prediction_psi_drift, thresholds))
     drift_reasons.extend("data quality " + q.describe() for q in result.quality if q.failed)
 
     if drop_reasons:

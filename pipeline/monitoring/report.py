@@ -24,9 +24,16 @@ MAX_FEATURE_PLOTS: Final = 14
 
 
 def report_folder(reports_dir: Path, result: MonitorResult) -> Path:
-    """``<reports>/monitor/<UTC stamp>-<model>-v<version>``: one folder per run, sortable."""
-    stamp = result.created_at.replace("-", "").replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
-    return reports_dir / "monitor" / f"{stamp}-{result.model_name}-v{result.model_version}"
+    """``<reports>/monitor/<UTC stamp>-<model>-v<version>``: one new folder per run,
+    sortable by time; a second run in the same second gets a ``-2`` suffix, never the
+    first run's folder."""
+    stamp = result.created_at.replace("-", "").replace(":", "").replace("+00:00", "Z")
+    base = reports_dir / "monitor" / f"{stamp}-{result.model_name}-v{result.model_version}"
+    folder, attempt = base, 1
+    while folder.exists():
+        attempt += 1
+        folder = base.with_name(f"{base.name}-{attempt}")
+    return folder
 
 
 def _figure(width: float = 7.0, height: float = 4.0):  # noqa: ANN202 - matplotlib types are heavy to import
