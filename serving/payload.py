@@ -224,8 +224,9 @@ def _check_value(value: Any, spec: ColumnSpec, from_text: bool) -> tuple[Any, st
         if not low <= value <= high:
             return None, "out_of_range"
         return value, None
-    value = float(value)
-    if not math.isfinite(value):  # a huge int overflowing to inf
+    try:
+        value = float(value)
+    except OverflowError:  # an int too large for a double
         return None, "non_finite"
     return value, None
 

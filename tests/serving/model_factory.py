@@ -11,6 +11,7 @@ and given the ``champion`` alias (docs/contracts.md, "The model").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,8 @@ def train_and_register(
             registered_model_name=model_name,
             # MLflow 3 saves sklearn models with skops, which refuses unknown types.
             skops_trusted_types=["xgboost.core.Booster", "xgboost.sklearn.XGBClassifier"],
+            # Declared, because inferring them starts a subprocess that takes ~10 s.
+            pip_requirements=[f"{p}=={installed_version(p)}" for p in ("scikit-learn", "xgboost", "pandas", "numpy")],
         )
         baseline_uri = None
         if baseline:

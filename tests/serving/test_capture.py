@@ -1,0 +1,79 @@
+"""The capture writer: rotation by size, dropping (never blocking) when full, S3 shipping."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from serving.capture import CaptureSettings, CaptureWriter, capture_record
+
+
+def record(i: int, rows: int = 5) -> dict:
+    return capture_record(f"r{i}", "m", "1", ["a", "b"], [[i, "x"]] * rows, [0] * rows, [0.25] * rows)
+
+
+def test_rotates_by_size_and_keeps_every_line(tmp_path: Path) -> None:
+    writer = CaptureWriter(CaptureSettings(tmp_path, max_file_bytes=2048)).start()
+    for i in range(100):
+        assert writer.submit(record(i))
+    writer.close()
+    files = sorted(tmp_path.glob("capture-*.jsonl"))
+    assert len(files) > 3
+    assert all(f.stat().st_size < 2048 + 400 for f in files)
+    ids = [json.loads(line)["request_id"] for f in files for line in f.read_text().splitlines()]
+    assert sorted(ids, key=lambda s: int(s[1:])) == [f"r{i}" for i in range(100)]
+
+
+def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
+    writer = CaptureWriter(CaptureSettings(tmp_path, queue_size=2))  # not started: nothing drains
+    started = time.perf_counter()
+    results = [writer.submit(record(i)) for i in range(10)]
+    assert time.perf_counter() - started < 0.1
+    assert results == [True, True] + [False] * 8
+    assert writer.dropped == 8
+
+
+def test_unserialisable_record_is_counted_and_the_writer_survives(tmp_path: Path) -> None:
+    writer = CaptureWriter(CaptureSettings(tmp_path)).start()
+    writer.submit({"bad": float("nan")})
+    writer.submit(record(1))
+    writer.close()
+    lines = [line for f in tmp_path.glob("capture-*.jsonl") for line in f.read_text().splitlines()]
+    assert [json.loads(line)["request_id"] for line in lines] == ["r1"]
+    assert writer.failed == 1
+
+
+def test_closed_files_are_shipped_to_s3(tmp_path: Path) -> None:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="capture-bucket")
+        writer = CaptureWriter(
+            CaptureSettings(tmp_path, max_file_bytes=1024, s3_uri="s3://capture-bucket/serving/adult-income")
+        ).start()
+        for i in range(30):
+            writer.submit(record(i))
+        writer.close()
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="capture-bucket")["Contents"]]
+    local = sorted(p.name for p in tmp_path.glob("capture-*.jsonl"))
+    assert sorted(k.rsplit("/", 1)[1] for k in keys) == local
+    assert all(k.startswith("serving/adult-income/capture-") for k in keys)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sample_rate": 1.5}, "sample rate"),
+        ({"max_file_bytes": 10}, "max file size"),
+        ({"queue_size": 0}, "queue size"),
+        ({"s3_uri": "bucket/prefix"}, "s3://"),
+    ],
+)
+def test_bad_settings_are_refused(tmp_path: Path, kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        CaptureSettings(tmp_path, **kwargs)
