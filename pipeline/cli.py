@@ -12,6 +12,10 @@ from collections.abc import Sequence
 from pipeline.exit_codes import ExitCode
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "pipeline.commands.run",
+    "pipeline.commands.serve",
+    "pipeline.commands.step",
+    "pipeline.commands.synth",
     "pipeline.commands.monitor",
 )
 """Subcommand modules, in the order ``--help`` lists them."""
