@@ -1,0 +1,108 @@
+"""``python -m pipeline run``: the commit pipeline end to end on the embedded default.
+
+Validate, split, train, evaluate, gate and register, with progress per step and a
+summary at the end (champion, gate decision and reasons, report, how to open the
+MLflow UI). Exit codes: 0 promoted or nothing to do, 3 gate refused, 4 invalid data,
+1 error (``pipeline/exit_codes.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.exit_codes import ExitCode
+from pipeline.schema import DEFAULT_DATASET
+
+
+def _key_values(pairs: list[str], flag: str) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        values[key.strip().replace("-", "_")] = value.strip()
+    return values
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``run`` subcommand."""
+    parser = subparsers.add_parser(
+        "run",
+        help="run the commit pipeline: validate, train, evaluate, gate, register",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATASET,
+                        help="dataset file with the schema's columns, CSV or Parquet (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="ignore the step cache and re-run every step")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI, else the local store)")
+    parser.add_argument("--model-name", default="adult-income", help="registered model name (default: %(default)s)")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="local store folder for cache and reports (default: MLOPS_HOME or .mlops/)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="training hyperparameter, e.g. --param n_estimators=200 --param device=cpu")
+    parser.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE",
+                        help="gate threshold, e.g. --gate min_roc_auc=0.9 --gate auc_tolerance=0.005")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.set_defaults(func=run_command)
+
+
+def summary(result: Any) -> str:
+    """The closing summary a person reads: champion, decision and why, report, MLflow UI."""
+    decision = {True: "passed", False: "REFUSED", None: "not reached"}[result.gate_passed]
+    lines = [
+        "",
+        f"Outcome:   {result.status} (exit {int(result.exit_code)} {result.exit_code.name.lower()})",
+        f"           {result.message}" if result.message else "",
+        f"Champion:  {'v' + result.champion_version if result.champion_version else 'none'}",
+        f"Candidate: {'v' + result.model_version if result.model_version else '-'}",
+        f"Gate:      {decision}",
+        *[f"           - {reason}" for reason in result.reasons],
+        f"Report:    {result.report_path or '-'}",
+        f"MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri}",
+    ]
+    return "\n".join(line for line in lines if line)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Build the run's configuration from the arguments, run it, print the summary."""
+    from pipeline.local_store import LocalStore
+    from pipeline.runner import RunConfig, run_pipeline
+
+    try:
+        hyper = _key_values(args.param, "--param")
+        gate = _key_values(args.gate, "--gate")
+        hyperparameters = gate_thresholds = None
+        if hyper:
+            from training.model import Hyperparameters
+
+            hyperparameters = Hyperparameters.from_mapping(hyper)
+        if gate:
+            from pipeline.steps.gate import GateThresholds
+
+            gate_thresholds = GateThresholds.from_mapping(gate)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    config = RunConfig(
+        data=args.data,
+        tracking_uri=args.tracking_uri,
+        model_name=args.model_name,
+        store=LocalStore(args.store.resolve()) if args.store else None,
+        force=args.force,
+        hyperparameters=hyperparameters,
+        gate=gate_thresholds,
+    )
+    result = run_pipeline(config)
+    if args.json:
+        import json
+
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+        print(summary(result), file=sys.stderr)
+    else:
+        print(summary(result))
+    return int(result.exit_code)

@@ -1,0 +1,108 @@
+"""The model registry side of the pipeline: who is champion, and the lock around promotion.
+
+MLflow aliases (``challenger``, ``champion``) name the versions; stages are never used
+(docs/contracts.md, "The model"). Reading the champion of a local SQLite store goes
+straight to the database with the standard library, because importing MLflow costs
+seconds and a re-run with nothing changed must finish in under three. Every write goes
+through MLflow, inside ``registry_lock`` so that two runs on one store cannot both
+promote from the same stale view of the champion.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+LOCK_TIMEOUT_S = 1800.0
+
+
+@dataclass(frozen=True)
+class ChampionRef:
+    """The version the ``champion`` alias points at, with its tags."""
+
+    version: str
+    run_id: str
+    source: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        """What the gate's cache key depends on: which version, from which run."""
+        return f"{self.version}:{self.run_id}"
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, or None for any other scheme."""
+    if not tracking_uri.startswith("sqlite:"):
+        return None
+    parsed = urlparse(tracking_uri)
+    return Path(unquote(parsed.path)) if parsed.path else None
+
+
+def _champion_from_sqlite(db: Path, model_name: str) -> ChampionRef | None:
+    if not db.is_file():
+        return None
+    # Read-only URI: never create or migrate the database from this path.
+    with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=30) as conn:
+        try:
+            row = conn.execute(
+                "SELECT a.version, v.run_id, v.source FROM registered_model_aliases a "
+                "JOIN model_versions v ON v.name = a.name AND v.version = a.version "
+                "WHERE a.name = ? AND a.alias = ?",
+                (model_name, CHAMPION),
+            ).fetchone()
+        except sqlite3.OperationalError:  # a fresh database without the registry tables yet
+            return None
+        if row is None:
+            return None
+        tags = dict(
+            conn.execute(
+                "SELECT key, value FROM model_version_tags WHERE name = ? AND version = ?",
+                (model_name, row[0]),
+            ).fetchall()
+        )
+    return ChampionRef(version=str(row[0]), run_id=str(row[1] or ""), source=str(row[2] or ""), tags=tags)
+
+
+def _champion_from_mlflow(tracking_uri: str, model_name: str) -> ChampionRef | None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+    return ChampionRef(
+        version=str(version.version), run_id=version.run_id or "", source=version.source or "", tags=dict(version.tags)
+    )
+
+
+def current_champion(tracking_uri: str, model_name: str) -> ChampionRef | None:
+    """The champion of ``model_name``, or None when there is none (or no registry yet)."""
+    db = sqlite_path(tracking_uri)
+    if db is not None:
+        return _champion_from_sqlite(db, model_name)
+    return _champion_from_mlflow(tracking_uri, model_name)
+
+
+@contextmanager
+def registry_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive inter-process lock while gating and promoting against one registry.
+
+    A file lock serialises runs on one machine; runs on different machines against one
+    remote tracking server are serialised by the delivery pipeline, not by this lock.
+    """
+    from filelock import FileLock
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S):
+        yield

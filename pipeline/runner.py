@@ -1,0 +1,371 @@
+"""The local runner: runs a list of steps in order, caching each by what went into it.
+
+A step's cache key is the SHA-256 of its source code, its parameters and the digests
+of its inputs (docs/contracts.md, "The step cache"); a hit reuses its outputs from
+``cache/<step>/<key>/`` without loading them, so a re-run with nothing changed touches
+only file hashes and a read-only registry query. Steps marked ``locked`` run while
+holding the registry lock, so two runs on one store gate and promote one after the
+other. The step list is data: appending a step (deploy, smoke test) after register
+needs no change here.
+
+This module imports only the standard library and small pipeline modules: pandas,
+MLflow and XGBoost are imported inside the steps that need them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.digest import combine, json_digest, source_digest
+from pipeline.exit_codes import ExitCode
+from pipeline.local_store import LocalStore
+from pipeline.schema import DEFAULT_DATASET
+
+DEFAULT_MODEL_NAME = "adult-income"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A step output: a file or folder in the cache, named by a digest of its content or recipe."""
+
+    name: str
+    path: Path
+    digest: str
+
+
+@dataclass
+class Outcome:
+    """What the run amounts to so far; steps update it, cached steps replay their updates."""
+
+    exit_code: ExitCode = ExitCode.OK
+    status: str = "running"
+    gate_passed: bool | None = None
+    reasons: list[str] = field(default_factory=list)
+    champion_version: str | None = None
+    model_version: str | None = None
+    report_path: Path | None = None
+    message: str = ""
+
+    def update(self, changes: dict[str, Any]) -> None:
+        for key, value in changes.items():
+            if key == "exit_code":
+                value = ExitCode(value)
+            elif key == "report_path" and value is not None:
+                value = Path(value)
+            setattr(self, key, value)
+
+
+class StopPipeline(Exception):
+    """Raised by a step to end the run early with a decided outcome (not an error)."""
+
+    def __init__(self, changes: dict[str, Any]) -> None:
+        super().__init__(changes.get("message", "stopped"))
+        self.changes = changes
+
+
+@dataclass
+class StepContext:
+    """What a step sees: the run's config, its inputs, a folder for outputs, and the outcome."""
+
+    config: Any
+    store: LocalStore
+    tracking_uri: str
+    inputs: dict[str, Artifact]
+    output_dir: Path
+    report_dir: Path
+    key: str
+    keys: dict[str, str]
+    outcome_changes: dict[str, Any] = field(default_factory=dict)
+
+    def set_outcome(self, **changes: Any) -> None:
+        """Record outcome fields; they are replayed when this step is later a cache hit."""
+        self.outcome_changes.update(changes)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node of the pipeline: what it consumes, what it runs, how it is keyed."""
+
+    name: str
+    run: Callable[[StepContext], dict[str, Artifact]]
+    sources: tuple[str, ...]
+    """Modules whose source code is part of the cache key."""
+    inputs: tuple[str, ...] = ()
+    """Artifacts of earlier steps this step consumes (their digests enter the key)."""
+    params: Callable[[Any], dict[str, Any]] = lambda config: {}
+    external: Callable[[Any], dict[str, str]] = lambda config: {}
+    """Digests of things outside the cache (an input file), computed before the key."""
+    cache: bool = True
+    locked: bool = False
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    name: str
+    state: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The run's outcome: exit code, gate decision, champion, report and what each step did."""
+
+    exit_code: ExitCode
+    status: str
+    gate_passed: bool | None
+    reasons: list[str]
+    champion_version: str | None
+    model_version: str | None
+    report_path: Path | None
+    tracking_uri: str
+    store: Path
+    steps: list[StepRecord]
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["exit_code"] = int(self.exit_code)
+        data["report_path"] = str(self.report_path) if self.report_path else None
+        data["store"] = str(self.store)
+        return data
+
+
+def module_paths(names: Sequence[str]) -> list[Path]:
+    """Source files of the named modules, found without importing them."""
+    paths = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ImportError(f"cannot find the source of module {name}")
+        paths.append(Path(spec.origin))
+    return paths
+
+
+def _write_manifest(directory: Path, artifacts: dict[str, Artifact], outcome: dict[str, Any]) -> None:
+    manifest = {
+        "artifacts": {n: {"path": str(a.path.relative_to(directory)), "digest": a.digest} for n, a in artifacts.items()},
+        "outcome": {k: (str(v) if isinstance(v, Path) else v) for k, v in outcome.items()},
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+
+
+def _read_manifest(directory: Path) -> tuple[dict[str, Artifact], dict[str, Any]] | None:
+    path = directory / "manifest.json"
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text())
+    artifacts = {
+        n: Artifact(n, directory / entry["path"], entry["digest"]) for n, entry in manifest["artifacts"].items()
+    }
+    if not all(a.path.exists() for a in artifacts.values()):
+        return None
+    return artifacts, manifest["outcome"]
+
+
+def _rebase(artifacts: dict[str, Artifact], old: Path, new: Path) -> dict[str, Artifact]:
+    return {n: Artifact(n, new / a.path.relative_to(old), a.digest) for n, a in artifacts.items()}
+
+
+def default_progress(line: str) -> None:
+    """Progress lines go to stderr so stdout stays free for machine-readable output."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def execute(
+    steps: Sequence[Step],
+    config: Any,
+    *,
+    store: LocalStore,
+    tracking_uri: str,
+    force: bool = False,
+    progress: Callable[[str], None] = default_progress,
+) -> RunResult:
+    """Run ``steps`` in order with caching and the registry lock; never raises for step errors.
+
+    Errors are mapped to exit codes here: ``StopPipeline`` ends the run with the step's
+    outcome, a data error gives INVALID_DATA (its report already written by the step),
+    any other exception gives ERROR with the exception in the message.
+    """
+    from pipeline.registry import registry_lock
+
+    store.ensure()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    report_dir = store.reports_dir / f"{stamp}-{os.getpid()}"
+    outcome = Outcome()
+    artifacts: dict[str, Artifact] = {}
+    keys: dict[str, str] = {}
+    records: list[StepRecord] = []
+    total = len(steps)
+    with ExitStack() as locks:
+        held = [False]
+        for index, step in enumerate(steps, start=1):
+            started = time.perf_counter()
+            label = f"[{index}/{total}] {step.name}"
+            try:
+                if step.locked and not held[0]:
+                    locks.enter_context(registry_lock(store.root / "registry.lock"))
+                    held[0] = True
+                elif not step.locked and held[0]:
+                    locks.close()
+                    held[0] = False
+                missing = [name for name in step.inputs if name not in artifacts]
+                if missing:
+                    raise RuntimeError(f"step {step.name} needs {missing}, which no earlier step produced")
+                key = combine(
+                    {
+                        "code": source_digest(module_paths(step.sources)),
+                        "params": json_digest(step.params(config)),
+                        "external": json_digest(step.external(config)),
+                        **{f"input:{n}": artifacts[n].digest for n in step.inputs},
+                    }
+                )
+                keys[step.name] = key
+                final_dir = store.cache_dir / step.name / key
+                cached = None if (force or not step.cache) else _read_manifest(final_dir)
+                if cached is not None:
+                    produced, changes = cached
+                    outcome.update(changes)
+                    state = "cached"
+                else:
+                    work_dir = store.cache_dir / step.name / f".tmp-{key[:16]}-{os.getpid()}"
+                    shutil.rmtree(work_dir, ignore_errors=True)
+                    work_dir.mkdir(parents=True)
+                    ctx = StepContext(
+                        config=config,
+                        store=store,
+                        tracking_uri=tracking_uri,
+                        inputs={n: artifacts[n] for n in step.inputs},
+                        output_dir=work_dir,
+                        report_dir=report_dir,
+                        key=key,
+                        keys=dict(keys),
+                    )
+                    try:
+                        produced = step.run(ctx)
+                    except BaseException:
+                        shutil.rmtree(work_dir, ignore_errors=True)
+                        raise
+                    outcome.update(ctx.outcome_changes)
+                    if step.cache:
+                        _write_manifest(work_dir, produced, ctx.outcome_changes)
+                        if final_dir.exists():
+                            # Another run finished the same step first: keep its copy.
+                            shutil.rmtree(work_dir, ignore_errors=True)
+                            reread = _read_manifest(final_dir)
+                            produced = reread[0] if reread else produced
+                        else:
+                            work_dir.rename(final_dir)
+                            produced = _rebase(produced, work_dir, final_dir)
+                    state = "done"
+                artifacts.update(produced)
+            except StopPipeline as stop:
+                outcome.update({"status": "stopped", **stop.changes})
+                records.append(StepRecord(step.name, "stopped", time.perf_counter() - started))
+                progress(f"{label}: {outcome.message or 'stopped'} ({records[-1].seconds:.1f}s)")
+                break
+            except Exception as exc:  # noqa: BLE001 - every failure becomes an exit code and a message
+                from pipeline.data import DataLoadError
+                from pipeline.steps.validate import DataValidationError
+
+                records.append(StepRecord(step.name, "failed", time.perf_counter() - started))
+                if isinstance(exc, (DataLoadError, DataValidationError)):
+                    outcome.update({"exit_code": ExitCode.INVALID_DATA, "status": "invalid_data", "message": str(exc)})
+                else:
+                    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                    outcome.update({"exit_code": ExitCode.ERROR, "status": "error", "message": f"step {step.name} failed: {detail}"})
+                    if os.environ.get("PIPELINE_DEBUG"):
+                        traceback.print_exc()
+                progress(f"{label}: FAILED ({records[-1].seconds:.1f}s)")
+                break
+            records.append(StepRecord(step.name, state, time.perf_counter() - started))
+            progress(f"{label}: {state} ({records[-1].seconds:.1f}s)")
+    if outcome.status == "running":
+        outcome.status = "completed"
+    return RunResult(
+        exit_code=outcome.exit_code,
+        status=outcome.status,
+        gate_passed=outcome.gate_passed,
+        reasons=list(outcome.reasons),
+        champion_version=outcome.champion_version,
+        model_version=outcome.model_version,
+        report_path=outcome.report_path,
+        tracking_uri=tracking_uri,
+        store=store.root,
+        steps=records,
+        message=outcome.message,
+    )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one pipeline run depends on; defaults give the embedded-default run.
+
+    ``tracking_uri`` None means the local store's SQLite registry. Thresholds and
+    hyperparameters are typed dataclasses from the step modules, built lazily so that
+    constructing a config imports nothing heavy.
+    """
+
+    data: Path = DEFAULT_DATASET
+    tracking_uri: str | None = None
+    model_name: str = DEFAULT_MODEL_NAME
+    store: LocalStore | None = None
+    force: bool = False
+    hyperparameters: Any = None
+    split: Any = None
+    validation: Any = None
+    gate: Any = None
+
+    def resolved(self) -> RunConfig:
+        """A copy with every ``None`` replaced by its default (tracking URI: argument, else
+        ``MLFLOW_TRACKING_URI``, else the local store's SQLite file)."""
+        from pipeline.steps.gate import GateThresholds
+        from pipeline.steps.split import SplitParams
+        from pipeline.steps.validate import ValidationThresholds
+        from training.model import Hyperparameters
+
+        store = self.store or LocalStore.default()
+        return RunConfig(
+            data=Path(self.data).resolve(),
+            tracking_uri=self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store.tracking_uri,
+            model_name=self.model_name,
+            store=store,
+            force=self.force,
+            hyperparameters=self.hyperparameters or Hyperparameters(),
+            split=self.split or SplitParams(),
+            validation=self.validation or ValidationThresholds(),
+            gate=self.gate or GateThresholds(),
+        )
+
+
+def run_pipeline(config: RunConfig, steps: Sequence[Step] | None = None,
+                 progress: Callable[[str], None] = default_progress) -> RunResult:
+    """Run the commit pipeline (``pipeline.wiring.commit_pipeline`` unless ``steps`` is given).
+
+    The tracking URI is ``config.tracking_uri``, else ``MLFLOW_TRACKING_URI``, else the
+    local store's SQLite file; the cache and reports always live in the local store.
+    """
+    from pipeline.wiring import commit_pipeline
+
+    config = config.resolved()
+    store = config.store or LocalStore.default()
+    tracking_uri = config.tracking_uri or store.tracking_uri
+    return execute(
+        steps if steps is not None else commit_pipeline(),
+        config,
+        store=store,
+        tracking_uri=tracking_uri,
+        force=config.force,
+        progress=progress,
+    )

@@ -1,0 +1,231 @@
+"""Register step: log the candidate to MLflow with its lineage and move the aliases.
+
+One MLflow run per candidate holds everything a reviewer needs: parameters, holdout
+metrics (overall, per slice, fairness), the data versions through MLflow's dataset API,
+the plots, the validation and gate reports, the monitoring baseline and the model
+(``mlflow.sklearn`` flavor, signature and input example). The model version is created
+with its complete lineage tags in the same call, then gets the ``challenger`` alias;
+only when the gate passed does ``champion`` move, last and in one call, so a crash at
+any earlier point leaves the previous champion serving (docs/contracts.md).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.registry import CHALLENGER, CHAMPION
+from pipeline.schema import FEATURES, LABEL, NULLABLE_FEATURES, NUMERIC_FEATURES, REPO_ROOT
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow.models.signature import ModelSignature
+
+BASELINE_ARTIFACT = "monitoring/baseline.parquet"
+BASELINE_MAX_ROWS = 100_000
+LINEAGE_TAGS = (
+    "git_commit",
+    "data_digest",
+    "data_source",
+    "holdout_digest",
+    "gate_passed",
+    "gate_report",
+    "baseline_uri",
+)
+"""Tags every model version must carry (plus ``param.*`` and ``metric.*``)."""
+SKOPS_TRUSTED_TYPES = ("xgboost.core.Booster", "xgboost.sklearn.XGBClassifier")
+"""Types skops may load besides sklearn's own; saved in the MLmodel file, so a plain
+``mlflow.sklearn.load_model`` trusts exactly these and nothing else."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Everything the register step records about one trained candidate."""
+
+    model: Any
+    model_name: str
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    holdout: pd.DataFrame
+    data_digest: str
+    data_source: str
+    data_path: str
+    holdout_digest: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    gate: dict[str, Any]
+    training: dict[str, Any]
+    candidate_key: str
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    """Files to attach to the run, by artifact directory (``plots``, ``reports``, ...)."""
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What register did: the version, its run, whether it became champion."""
+
+    version: str
+    run_id: str
+    promoted: bool
+    gate_report_uri: str
+    baseline_uri: str
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    """The commit being built: CodeBuild's resolved source version, else ``git rev-parse HEAD``.
+
+    A working tree with uncommitted changes gets a ``-dirty`` suffix so lineage never
+    claims a commit the model was not built from.
+    """
+    for var in ("GIT_COMMIT", "MLOPS_GIT_COMMIT", "CODEBUILD_RESOLVED_SOURCE_VERSION"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo, capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def model_signature() -> ModelSignature:
+    """The 14 feature columns in, ``long`` label out; the nullable categoricals are optional."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = Schema(
+        [
+            ColSpec("long" if name in NUMERIC_FEATURES else "string", name, required=name not in NULLABLE_FEATURES)
+            for name in FEATURES
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("long")]))
+
+
+def _pip_requirements() -> list[str]:
+    # Given explicitly: MLflow's inference of requirements loads the model in a
+    # subprocess and costs several seconds per run.
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("mlflow", "scikit-learn", "xgboost", "pandas", "numpy", "skops")]
+
+
+def _flat(prefix: str, values: dict[str, Any]) -> dict[str, str]:
+    return {f"{prefix}.{k}": str(v) for k, v in values.items()}
+
+
+def register(candidate: Candidate, *, tracking_uri: str, artifact_location: str | None) -> Registered:
+    """Log, register and alias the candidate; promote it to champion only if the gate passed.
+
+    ``artifact_location`` is the experiment's artifact root when the experiment is
+    created (the local store's ``artifacts/`` folder), None to let the server decide.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    from pipeline.steps.evaluate import predict_proba
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(candidate.model_name)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else client.create_experiment(candidate.model_name, artifact_location=artifact_location)
+    )
+    passed = bool(candidate.gate["passed"])
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"candidate-{candidate.candidate_key[:12]}") as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in candidate.params.items()})
+        mlflow.log_metrics({k: v for k, v in candidate.metrics.items() if v == v})
+        mlflow.set_tags(
+            {
+                "data_digest": candidate.data_digest,
+                "holdout_digest": candidate.holdout_digest,
+                "gate_passed": str(passed).lower(),
+                "training_device": str(candidate.training.get("device")),
+                "candidate_key": candidate.candidate_key,
+            }
+        )
+        for context, frame in (("training", candidate.train), ("validation", candidate.validation),
+                               ("holdout", candidate.holdout)):
+            with warnings.catch_warnings():
+                # A local path resolves to two equivalent source classes; MLflow warns and picks one.
+                warnings.simplefilter("ignore", UserWarning)
+                dataset = mlflow.data.from_pandas(
+                    frame, source=candidate.data_path, targets=LABEL, name=f"adult-{context}"
+                )
+            mlflow.log_input(dataset, context=context, tags={"data_digest": candidate.data_digest})
+        for directory, path in candidate.artifacts.items():
+            for file in [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file()):
+                mlflow.log_artifact(str(file), artifact_path=directory)
+        baseline = candidate.train.loc[:, [*FEATURES, LABEL]].head(BASELINE_MAX_ROWS).copy()
+        baseline["prediction"] = predict_proba(candidate.model, baseline)
+        with tempfile.TemporaryDirectory() as tmp:
+            baseline_path = Path(tmp) / Path(BASELINE_ARTIFACT).name
+            baseline.to_parquet(baseline_path, index=False)
+            mlflow.log_artifact(str(baseline_path), artifact_path=str(Path(BASELINE_ARTIFACT).parent))
+        example = candidate.holdout.loc[:, list(FEATURES)].dropna().head(5)
+        with warnings.catch_warnings():
+            # MLflow hints that integer columns cannot hold NaN: our numeric features are
+            # non-nullable by contract (pipeline/schema.py), so the hint does not apply.
+            warnings.simplefilter("ignore", UserWarning)
+            info = mlflow.sklearn.log_model(
+                candidate.model,
+                name="model",
+                signature=model_signature(),
+                input_example=example,
+                pip_requirements=_pip_requirements(),
+                serialization_format="skops",
+                skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
+            )
+        artifact_uri = run.info.artifact_uri.rstrip("/")
+        gate_report_uri = f"{artifact_uri}/gate/gate_report.json"
+        baseline_uri = f"{artifact_uri}/{BASELINE_ARTIFACT}"
+        tags = {
+            "git_commit": git_commit(),
+            "data_digest": candidate.data_digest,
+            "data_source": candidate.data_source,
+            "holdout_digest": candidate.holdout_digest,
+            "gate_passed": str(passed).lower(),
+            "gate_report": gate_report_uri,
+            "baseline_uri": baseline_uri,
+            "candidate_key": candidate.candidate_key,
+            "training_device": str(candidate.training.get("device")),
+            **_flat("param", candidate.params),
+            **{f"metric.{k}": f"{v:.6g}" for k, v in candidate.metrics.items()},
+        }
+        if not passed:
+            tags["gate_reasons"] = " | ".join(candidate.gate.get("reasons", []))[:4900]
+        # Tags in the create call: a version never exists without its lineage.
+        version = mlflow.register_model(info.model_uri, candidate.model_name, tags=tags)
+    client.set_registered_model_alias(candidate.model_name, CHALLENGER, version.version)
+    if passed:
+        # Last write of the run, one call: until here the previous champion still serves.
+        client.set_registered_model_alias(candidate.model_name, CHAMPION, version.version)
+    return Registered(
+        version=str(version.version),
+        run_id=run.info.run_id,
+        promoted=passed,
+        gate_report_uri=gate_report_uri,
+        baseline_uri=baseline_uri,
+    )
+
+
+def load_champion_model(tracking_uri: str, model_name: str, version: str) -> Any:
+    """The champion's sklearn model, loaded by version number (never by a moving alias)."""
+    import mlflow
+
+    mlflow.set_registry_uri(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")

@@ -1,0 +1,346 @@
+"""Wiring of the commit pipeline: which step feeds which, kept apart from the step bodies.
+
+Each adapter below reads its inputs from the cache, calls the pure step function from
+``pipeline.steps`` (or ``training``), and writes its outputs; the runner decides whether
+it needs to run at all. ``commit_pipeline()`` returns the step list; later stages
+(deploy, smoke test) are appended to it by their owners without touching these.
+
+    ingest -> validate -> split -> train -> evaluate -> champion* -> gate* -> register*
+    (* under the registry lock)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pipeline.digest import file_digest
+from pipeline.exit_codes import ExitCode
+from pipeline.runner import Artifact, Step, StepContext, StopPipeline
+
+_STEPS = "pipeline.steps."
+
+
+def _copy_report(ctx: StepContext, *files: Path) -> Path:
+    """Copy report files into this run's folder under ``reports/``; returns the folder."""
+    ctx.report_dir.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        shutil.copy2(file, ctx.report_dir / file.name)
+    return ctx.report_dir
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _invalid_file_report(ctx: StepContext, error: Exception) -> None:
+    from pipeline.steps.validate import Failure, ValidationReport, write_report
+
+    report = ValidationReport(
+        source=str(ctx.config.data),
+        rows=0,
+        thresholds=asdict(ctx.config.validation),
+        failures=[Failure("<file>", "readable", str(error))],
+    )
+    _, md = write_report(report, ctx.report_dir)
+    ctx.set_outcome(report_path=md)
+
+
+def ingest_step(ctx: StepContext) -> dict[str, Artifact]:
+    from pipeline.data import DataLoadError
+    from pipeline.steps.ingest import ingest
+
+    try:
+        ingested = ingest(ctx.config.data)
+    except DataLoadError as exc:
+        _invalid_file_report(ctx, exc)
+        raise
+    path = ctx.output_dir / "raw.pkl"
+    ingested.frame.to_pickle(path)
+    (ctx.output_dir / "ingest.json").write_text(
+        json.dumps({
+            "data_digest": ingested.digest,
+            "data_source": ingested.source,
+            "data_path": str(ctx.config.data),
+            "rows": len(ingested.frame),
+        })
+    )
+    return {
+        "raw": Artifact("raw", path, ingested.digest),
+        "ingest_info": Artifact("ingest_info", ctx.output_dir / "ingest.json", ingested.digest),
+    }
+
+
+def validate_step(ctx: StepContext) -> dict[str, Artifact]:
+    import pandas as pd
+
+    from pipeline.digest import frame_digest
+    from pipeline.steps.validate import contract_columns, validate_frame, write_report
+
+    frame = pd.read_pickle(ctx.inputs["raw"].path)
+    report = validate_frame(frame, ctx.config.validation, source=str(ctx.config.data))
+    json_path, md_path = write_report(report, ctx.output_dir / "report")
+    if not report.passed:
+        from pipeline.steps.validate import DataValidationError
+
+        _copy_report(ctx, json_path, md_path)
+        ctx.set_outcome(report_path=ctx.report_dir / md_path.name)
+        raise DataValidationError(report)
+    dataset = contract_columns(frame)
+    path = ctx.output_dir / "dataset.parquet"
+    dataset.to_parquet(path, index=False)
+    return {
+        "dataset": Artifact("dataset", path, frame_digest(dataset)),
+        "validation_report": Artifact("validation_report", json_path.parent, ctx.key),
+    }
+
+
+def split_step(ctx: StepContext) -> dict[str, Artifact]:
+    import pandas as pd
+
+    from pipeline.digest import frame_digest
+    from pipeline.steps.split import split
+
+    parts = split(pd.read_parquet(ctx.inputs["dataset"].path), ctx.config.split)
+    out: dict[str, Artifact] = {}
+    for name in ("train", "validation", "holdout"):
+        frame = getattr(parts, name)
+        path = ctx.output_dir / f"{name}.parquet"
+        frame.to_parquet(path, index=False)
+        out[name] = Artifact(name, path, parts.holdout_digest if name == "holdout" else frame_digest(frame))
+    return out
+
+
+def train_step(ctx: StepContext) -> dict[str, Artifact]:
+    import pandas as pd
+
+    from training.train import train
+
+    outcome = train(
+        pd.read_parquet(ctx.inputs["train"].path),
+        pd.read_parquet(ctx.inputs["validation"].path),
+        ctx.config.hyperparameters,
+        ctx.output_dir / "model",
+    )
+    # The model is named by its recipe (this key), not its bytes: refits are not
+    # guaranteed byte-identical and must not bust every downstream cache.
+    return {"model": Artifact("model", ctx.output_dir / "model", ctx.key)}
+
+
+def _load_model(artifact: Artifact) -> Any:
+    import joblib
+
+    from training.train import MODEL_FILE
+
+    return joblib.load(artifact.path / MODEL_FILE)
+
+
+def evaluate_step(ctx: StepContext) -> dict[str, Artifact]:
+    import numpy as np
+    import pandas as pd
+
+    from pipeline.steps.evaluate import evaluate, predict_proba
+
+    holdout = pd.read_parquet(ctx.inputs["holdout"].path)
+    proba = predict_proba(_load_model(ctx.inputs["model"]), holdout)
+    evaluation = evaluate(holdout, proba)
+    np.save(ctx.output_dir / "challenger_proba.npy", proba)
+    (ctx.output_dir / "evaluation.json").write_text(json.dumps(evaluation.to_dict(), indent=2))
+    return {"evaluation": Artifact("evaluation", ctx.output_dir, ctx.key)}
+
+
+def champion_step(ctx: StepContext) -> dict[str, Artifact]:
+    """Look up the champion (under the lock); stop with "nothing to do" if it is this candidate."""
+    from pipeline.registry import current_champion
+
+    champion = current_champion(ctx.tracking_uri, ctx.config.model_name)
+    if champion is not None and champion.tags.get("candidate_key") == ctx.key and not ctx.config.force:
+        report = champion.tags.get("gate_report", "")
+        raise StopPipeline(
+            {
+                "exit_code": ExitCode.OK,
+                "status": "nothing_to_do",
+                "gate_passed": True,
+                "reasons": [],
+                "champion_version": champion.version,
+                "model_version": champion.version,
+                "report_path": _local_path(report.replace(".json", ".md")) if report else None,
+                "message": f"nothing to do: champion v{champion.version} was built from this data, code and parameters",
+            }
+        )
+    path = ctx.output_dir / "champion.json"
+    path.write_text(json.dumps(None if champion is None else asdict(champion)))
+    return {
+        "champion": Artifact("champion", path, champion.digest if champion else "none"),
+        "candidate_key": Artifact("candidate_key", path, ctx.key),
+    }
+
+
+def _local_path(uri: str) -> Path | None:
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(unquote(parsed.path))
+    return None
+
+
+def gate_step(ctx: StepContext) -> dict[str, Artifact]:
+    """Judge the challenger against the champion; any error here is a refusal (fails closed)."""
+    import numpy as np
+    import pandas as pd
+
+    from pipeline import plots
+    from pipeline.schema import LABEL
+    from pipeline.steps.gate import judge, refusal
+
+    thresholds = ctx.config.gate
+    holdout = pd.read_parquet(ctx.inputs["holdout"].path)
+    challenger = np.load(ctx.inputs["evaluation"].path / "challenger_proba.npy")
+    champion_info = _json(ctx.inputs["champion"].path)
+    champion_proba = None
+    try:
+        if champion_info is not None:
+            from pipeline.steps.evaluate import predict_proba
+            from pipeline.steps.register import load_champion_model
+
+            model = load_champion_model(ctx.tracking_uri, ctx.config.model_name, champion_info["version"])
+            champion_proba = predict_proba(model, holdout)
+        report = judge(
+            holdout, challenger, champion_proba, thresholds,
+            champion_version=None if champion_info is None else champion_info["version"],
+        )
+    except Exception as exc:  # noqa: BLE001 - the gate fails closed: an error is a refusal
+        report = refusal(exc, thresholds)
+    out = ctx.output_dir / "report"
+    out.mkdir()
+    (out / "gate_report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    (out / "gate_report.md").write_text(report.to_markdown())
+    plot_dir = ctx.output_dir / "plots"
+    plot_dir.mkdir()
+    y = holdout[LABEL].to_numpy()
+    plots.roc_curve_png(y, challenger, champion_proba, plot_dir / "roc_curve.png")
+    plots.confusion_matrix_png(y, challenger, plot_dir / "confusion_matrix.png")
+    if report.slices:
+        plots.slice_metrics_png(report.slices, plot_dir / "slice_metrics.png")
+    _copy_report(ctx, out / "gate_report.json", out / "gate_report.md")
+    ctx.set_outcome(
+        gate_passed=report.passed,
+        reasons=list(report.reasons),
+        report_path=str(ctx.report_dir / "gate_report.md"),
+    )
+    return {"gate": Artifact("gate", ctx.output_dir, ctx.key)}
+
+
+def register_step(ctx: StepContext) -> dict[str, Artifact]:
+    import pandas as pd
+
+    from pipeline.registry import current_champion
+    from pipeline.steps.register import Candidate, register
+
+    config = ctx.config
+    gate = _json(ctx.inputs["gate"].path / "report" / "gate_report.json")
+    evaluation = _json(ctx.inputs["evaluation"].path / "evaluation.json")
+    info = _json(ctx.inputs["ingest_info"].path)
+    training = _json(ctx.inputs["model"].path / "training.json")
+    metrics = {f"holdout_{k}": float(v) for k, v in evaluation["metrics"].items()}
+    for s in evaluation["slices"]:
+        metrics[f"slice_{s['column']}_{s['value']}_roc_auc"] = float(s["roc_auc"])
+    fairness = evaluation["fairness"]
+    metrics["fairness_equal_opportunity_difference"] = float(fairness["equal_opportunity_difference"])
+    metrics["fairness_demographic_parity_difference"] = float(fairness["demographic_parity_difference"])
+    if gate.get("bootstrap"):
+        metrics["gate_auc_difference_ci_low"] = float(gate["bootstrap"]["ci_low"])
+    params = {
+        **{f"train.{k}": v for k, v in config.hyperparameters.to_dict().items()},
+        **{f"split.{k}": v for k, v in asdict(config.split).items()},
+        **{f"gate.{k}": v for k, v in asdict(config.gate).items()},
+        "training_device": training["device"],
+        "best_iteration": training["best_iteration"],
+    }
+    gate_dir = ctx.inputs["gate"].path
+    candidate = Candidate(
+        model=_load_model(ctx.inputs["model"]),
+        model_name=config.model_name,
+        train=pd.read_parquet(ctx.inputs["train"].path),
+        validation=pd.read_parquet(ctx.inputs["validation"].path),
+        holdout=pd.read_parquet(ctx.inputs["holdout"].path),
+        data_digest=info["data_digest"],
+        data_source=info["data_source"],
+        data_path=info["data_path"],
+        holdout_digest=ctx.inputs["holdout"].digest,
+        params=params,
+        metrics=metrics,
+        gate=gate,
+        training=training,
+        candidate_key=ctx.inputs["candidate_key"].digest,
+        artifacts={
+            "gate": gate_dir / "report",
+            "plots": gate_dir / "plots",
+            "validation": ctx.inputs["validation_report"].path,
+        },
+    )
+    local_artifacts = ctx.store.artifact_root.as_uri() if ctx.tracking_uri == ctx.store.tracking_uri else None
+    registered = register(candidate, tracking_uri=ctx.tracking_uri, artifact_location=local_artifacts)
+    champion = current_champion(ctx.tracking_uri, config.model_name)
+    path = ctx.output_dir / "registration.json"
+    path.write_text(json.dumps(asdict(registered), indent=2))
+    ctx.set_outcome(
+        exit_code=ExitCode.OK if registered.promoted else ExitCode.GATE_REFUSED,
+        status="promoted" if registered.promoted else "refused",
+        model_version=registered.version,
+        champion_version=champion.version if champion else None,
+        message=(
+            f"v{registered.version} promoted to champion"
+            if registered.promoted
+            else f"v{registered.version} registered as challenger; gate refused it, champion unchanged"
+        ),
+    )
+    return {"registration": Artifact("registration", path, ctx.key)}
+
+
+def _src(*modules: str) -> tuple[str, ...]:
+    # The adapters in this module are part of every step's code.
+    return (*modules, "pipeline.wiring")
+
+
+def commit_pipeline() -> list[Step]:
+    """The commit pipeline's steps in order; append later stages to the returned list."""
+    return [
+        Step(
+            "ingest", ingest_step, sources=_src(_STEPS + "ingest", "pipeline.data", "pipeline.digest"),
+            params=lambda c: {"data": str(c.data)},
+            external=lambda c: {"data": file_digest(c.data) if c.data.is_file() else "missing"},
+        ),
+        Step(
+            "validate", validate_step, sources=_src(_STEPS + "validate", "pipeline.schema"), inputs=("raw",),
+            params=lambda c: asdict(c.validation),
+        ),
+        Step("split", split_step, sources=_src(_STEPS + "split",), inputs=("dataset",), params=lambda c: asdict(c.split)),
+        Step(
+            "train", train_step, sources=_src("training.train", "training.model"), inputs=("train", "validation"),
+            params=lambda c: c.hyperparameters.to_dict(),
+        ),
+        Step("evaluate", evaluate_step, sources=_src(_STEPS + "evaluate",), inputs=("model", "holdout")),
+        Step(
+            "champion", champion_step,
+            sources=_src("pipeline.registry", _STEPS + "gate", _STEPS + "register", "pipeline.plots"),
+            inputs=("evaluation", "ingest_info", "validation_report"),
+            params=lambda c: {"gate": asdict(c.gate), "model_name": c.model_name, "tracking_uri": c.tracking_uri},
+            cache=False, locked=True,
+        ),
+        Step(
+            "gate", gate_step, sources=_src(_STEPS + "gate", "pipeline.plots"),
+            inputs=("evaluation", "holdout", "champion"), params=lambda c: asdict(c.gate), locked=True,
+        ),
+        Step(
+            "register", register_step, sources=_src(_STEPS + "register", "pipeline.registry"),
+            inputs=("gate", "evaluation", "ingest_info", "model", "train", "validation", "holdout",
+                    "candidate_key", "validation_report"),
+            params=lambda c: {"model_name": c.model_name, "tracking_uri": c.tracking_uri},
+            locked=True,
+        ),
+    ]
