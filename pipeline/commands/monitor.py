@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.retrain:
         return int(ExitCode.DRIFT_DETECTED)
     print(f"retrain: running the commit pipeline on {args.retrain_data}", flush=True)
-    retrain = run_retrain(args.retrain_data, tracking_uri)
+    retrain = run_retrain(args.retrain_data, tracking_uri, args.model_name)
     record_retrain(outcome, retrain, tracking_uri)
     print(f"retrain: exit code {retrain.exit_code}: {retrain.outcome}")
     if retrain.exit_code in (ExitCode.OK, ExitCode.GATE_REFUSED):

@@ -82,11 +82,13 @@ def _check_line(record: object) -> str | None:
         return f"a row does not have the {len(columns)} values its columns name"
     for name in ("predictions", "probabilities"):
         values = record.get(name)
+        if name == "probabilities" and values is None:
+            continue  # the server writes null for a model without predict_proba
         if not isinstance(values, list) or len(values) != len(rows):
             return f"{name} is not a list of {len(rows)} values"
         if not all(_is_number(v) for v in values):
             return f"{name} holds a value that is not a number"
-    if not all(0.0 <= p <= 1.0 for p in record["probabilities"]):
+    if not all(0.0 <= p <= 1.0 for p in record["probabilities"] or ()):
         return "a probability lies outside [0, 1]"
     return None
 
@@ -220,7 +222,7 @@ def parse_capture(
             request_ids.extend([record["request_id"]] * n_rows)
             row_index.extend(range(n_rows))
             predictions.extend(_as_float(v) for v in record["predictions"])
-            probabilities.extend(_as_float(v) for v in record["probabilities"])
+            probabilities.extend(_as_float(v) for v in record["probabilities"] or [math.nan] * n_rows)
 
     frames = [
         pd.DataFrame(rows, columns=list(columns), index=positions[columns]).loc[:, lambda f: ~f.columns.duplicated()]

@@ -73,7 +73,8 @@ def evaluate_performance(
     ``labels`` is aligned with ``features`` (NaN where no label arrived); ``baseline``
     needs ``label`` and ``prediction`` for the fallback and slice references.
     """
-    mask = ~np.isnan(labels)
+    # Rows captured without a probability (a model with no predict_proba) cannot be scored.
+    mask = ~np.isnan(labels) & np.isfinite(probabilities)
     count = int(mask.sum())
     if count == 0:
         return Performance("no_labels", 0, note="no labels for this window")

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,16 +111,19 @@ class RetrainResult:
     outcome: str
 
 
-def retrain_argv(data: Path) -> list[str]:
+def retrain_argv(data: Path, tracking_uri: str, model_name: str) -> list[str]:
     """The commit pipeline's command line for a retrain: ``--force`` so the step cache
-    cannot skip training on data it has seen."""
-    return [sys.executable, "-m", "pipeline", "run", "--data", str(data), "--force"]
+    cannot skip training on data it has seen, and the monitor's registry and model."""
+    return [
+        sys.executable, "-m", "pipeline", "run",
+        "--data", str(data), "--force", "--tracking-uri", tracking_uri, "--model-name", model_name,
+    ]
 
 
-def run_retrain(data: Path, tracking_uri: str, argv: Sequence[str] | None = None) -> RetrainResult:
-    """Run the commit pipeline on ``data`` as a subprocess against ``tracking_uri`` and
-    report the gate's outcome. Its output streams through to ours."""
-    command = list(argv) if argv is not None else retrain_argv(data)
+def run_retrain(data: Path, tracking_uri: str, model_name: str) -> RetrainResult:
+    """Run the commit pipeline on ``data`` as a subprocess and report the gate's outcome.
+    Its output streams through to ours."""
+    command = retrain_argv(data, tracking_uri, model_name)
     environment = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
     code = subprocess.run(command, env=environment, check=False).returncode
     try:

@@ -93,6 +93,13 @@ def test_non_numeric_values_and_missing_columns(tmp_path: Path) -> None:
     assert window.features["occupation"].isna().all()
 
 
+def test_null_probabilities_keep_the_rows_without_a_score(tmp_path: Path) -> None:
+    (tmp_path / "capture-1.jsonl").write_text(line("n", probabilities=None) + "\n")
+    window = read_capture(tmp_path)
+    assert window.rows == 2 and window.malformed_lines == 0
+    assert np.isnan(window.probabilities).all()
+
+
 def test_gzip_files_and_a_single_file_path(tmp_path: Path) -> None:
     (tmp_path / "capture-1.jsonl.gz").write_bytes(gzip.compress((line("z") + "\n").encode()))
     assert read_capture(tmp_path).rows == 2

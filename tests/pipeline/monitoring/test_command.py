@@ -136,7 +136,7 @@ def fake_pipeline(exit_code: int) -> list[str]:
 def test_retrain_runs_on_drift_and_reports_the_gate(registry, captures, tmp_path, capsys, monkeypatch, gate_code, monitor_code, outcome) -> None:
     data = tmp_path / "fresh.csv"
     data.write_text("age\n1\n")
-    monkeypatch.setattr(runner, "retrain_argv", lambda path: [*fake_pipeline(int(gate_code)), str(path)])
+    monkeypatch.setattr(runner, "retrain_argv", lambda path, uri, name: [*fake_pipeline(int(gate_code)), str(path)])
     code = monitor(registry, tmp_path, "--capture", str(captures["moved"]), "--retrain", "--retrain-data", str(data))
     assert code == monitor_code
     out = capsys.readouterr().out
@@ -154,10 +154,17 @@ def test_retrain_runs_on_drift_and_reports_the_gate(registry, captures, tmp_path
 def test_retrain_is_not_run_when_nothing_drifted(registry, captures, tmp_path, capsys, monkeypatch) -> None:
     data = tmp_path / "fresh.csv"
     data.write_text("age\n1\n")
-    monkeypatch.setattr(runner, "retrain_argv", lambda path: pytest.fail("retrain must not run on an ok verdict"))
+    monkeypatch.setattr(runner, "retrain_argv", lambda *_: pytest.fail("retrain must not run on an ok verdict"))
     assert monitor(registry, tmp_path, "--capture", str(captures["calm"]), "--no-mlflow", "--retrain", "--retrain-data", str(data)) == 0
     assert "retrain:" not in capsys.readouterr().out
 
 
 def test_retrain_argv_is_the_commit_pipeline_forced(tmp_path) -> None:
-    assert runner.retrain_argv(tmp_path / "d.csv") == [sys.executable, "-m", "pipeline", "run", "--data", str(tmp_path / "d.csv"), "--force"]
+    argv = runner.retrain_argv(tmp_path / "d.csv", "sqlite:///x.db", "m")
+    assert argv == [sys.executable, "-m", "pipeline", "run", "--data", str(tmp_path / "d.csv"), "--force",
+                    "--tracking-uri", "sqlite:///x.db", "--model-name", "m"]
+    # The real command line parses: the commit pipeline accepts every flag we pass.
+    from pipeline.cli import build_parser
+
+    parsed = build_parser().parse_args(argv[3:])
+    assert (parsed.command, parsed.force, parsed.tracking_uri, parsed.model_name) == ("run", True, "sqlite:///x.db", "m")
