@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.commands.step",
     "pipeline.commands.synth",
     "pipeline.commands.monitor",
+    "pipeline.commands.deliver",
 )
 """Subcommand modules, in the order ``--help`` lists them."""
 

@@ -1,0 +1,323 @@
+"""``python -m pipeline deliver STAGE``: each CodeBuild stage of the DeliveryPipeline, by hand.
+
+The buildspecs in ``buildspecs/`` run exactly these commands, so a person can rerun
+any stage from a laptop (with AWS credentials and kubectl access) and see the same
+output. Stages: ``build-images`` (build, push, wait for the ECR scan, refuse critical
+findings, write ``images.json``), ``train`` (start the SageMaker pipeline and wait; a
+gate refusal exits 3 with the gate report), ``deploy`` (canary of the champion on the
+Argo Rollout, or ``--local`` beside the local champion), ``smoke-test``, and
+``rehearse`` (the whole sequence locally). ``--endpoint-url`` points every AWS call at
+another endpoint (moto on 127.0.0.1), and ``--sns-topic`` publishes each outcome.
+Exit codes: ``pipeline/exit_codes.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.exit_codes import ExitCode
+
+DEFAULT_MODEL_NAME = "adult-income"
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``deliver`` and its stage subcommands."""
+    parser = subparsers.add_parser("deliver", help="run one delivery stage (as CodeBuild does) or rehearse them all locally", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--endpoint-url", default=os.environ.get("MLOPS_AWS_ENDPOINT_URL"), help="AWS endpoint for every call (moto on 127.0.0.1); default: AWS")
+        p.add_argument("--sns-topic", default=os.environ.get("DELIVERY_SNS_TOPIC_ARN"), help="SNS topic ARN that receives the stage outcome")
+        p.add_argument("--stack", default=os.environ.get("PULUMI_STACK", "dev"), help="stack name (dev, prod): labels notifications, picks canary config")
+
+    build = stages.add_parser("build-images", help="build and push the training and serving images; refuse critical scan findings")
+    common(build)
+    build.add_argument("--registry", default=os.environ.get("ECR_REGISTRY"), help="ECR registry host, ACCOUNT.dkr.ecr.REGION.amazonaws.com")
+    build.add_argument("--training-repository", default=os.environ.get("TRAINING_REPOSITORY", "mlops-training"))
+    build.add_argument("--serving-repository", default=os.environ.get("SERVING_REPOSITORY", "mlops-serving"))
+    build.add_argument("--tag", default=os.environ.get("CODEBUILD_RESOLVED_SOURCE_VERSION", "local"), help="image tag (the git commit; tags are immutable)")
+    build.add_argument("--skip-build", action="store_true", help="only resolve digests and judge scans of already-pushed tags")
+    build.add_argument("--fail-on", default="CRITICAL", help="comma-separated severities that refuse the image (default: CRITICAL)")
+    build.add_argument("--scan-timeout-s", type=float, default=900.0)
+    build.add_argument("--out", type=Path, default=Path("images.json"), help="where to write the image digests for later stages")
+    build.set_defaults(func=build_images_command)
+
+    train = stages.add_parser("train", help="start the SageMaker pipeline execution and wait; exit 3 on gate refusal")
+    common(train)
+    train.add_argument("--pipeline-name", default=os.environ.get("SAGEMAKER_PIPELINE_NAME"), required=os.environ.get("SAGEMAKER_PIPELINE_NAME") is None)
+    train.add_argument("--artifacts-prefix", default=os.environ.get("PIPELINE_ARTIFACTS_PREFIX"), help="s3:// prefix the pipeline writes under (to print the gate report)")
+    train.add_argument("--git-commit", default=os.environ.get("CODEBUILD_RESOLVED_SOURCE_VERSION", "unknown"))
+    train.add_argument("--images", type=Path, default=None, help="images.json from build-images (passes the serving image digest)")
+    train.add_argument("--input-data", default=None, help="override the pipeline's InputDataUri")
+    train.add_argument("--timeout-s", type=float, default=4 * 3600.0)
+    train.add_argument("--poll-s", type=float, default=30.0)
+    train.set_defaults(func=train_command)
+
+    deploy = stages.add_parser("deploy", help="canary the champion (only when the alias moved); roll back on a failed analysis")
+    common(deploy)
+    deploy.add_argument("--tracking-uri", default=None, help="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI, else the local store)")
+    deploy.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    deploy.add_argument("--rollout", default=os.environ.get("ROLLOUT_NAME", "model-server"))
+    deploy.add_argument("--namespace", default=os.environ.get("SERVING_NAMESPACE", "serving"))
+    deploy.add_argument("--container", default="server")
+    deploy.add_argument("--images", type=Path, default=None, help="images.json from build-images (the serving image digest)")
+    deploy.add_argument("--image", default=None, help="serving image by digest (overrides the version's image_digest tag)")
+    deploy.add_argument("--alarm", action="append", default=[], help="CloudWatch alarm that aborts the canary when it fires (repeatable)")
+    deploy.add_argument("--timeout-s", type=float, default=None, help="how long to wait for the rollout (default: 3x the stack's bake time + 10 min)")
+    deploy.add_argument("--poll-s", type=float, default=15.0)
+    deploy.add_argument("--local", action="store_true", help="canary on 127.0.0.1 beside the locally served champion instead of the cluster")
+    deploy.add_argument("--replay-data", type=Path, default=None, help="(--local) CSV/Parquet to replay (default: the dataset)")
+    deploy.set_defaults(func=deploy_command)
+
+    smoke = stages.add_parser("smoke-test", help="smoke-test the serving endpoint; roll back the alias (and rollout) on failure")
+    common(smoke)
+    smoke.add_argument("--url", required=True, help="base URL of the model server")
+    smoke.add_argument("--tracking-uri", default=None)
+    smoke.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    smoke.add_argument("--previous-version", default=None, help="version to move the champion alias back to on failure")
+    smoke.set_defaults(func=smoke_command)
+
+    rehearse = stages.add_parser("rehearse", help="run the whole delivery sequence locally and print each stage's outcome")
+    common(rehearse)
+    rehearse.add_argument("--data", type=Path, default=None, help="training data (default: the dataset)")
+    rehearse.add_argument("--tracking-uri", default=None)
+    rehearse.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    rehearse.add_argument("--store", type=Path, default=None, help="local store folder (default: MLOPS_HOME or .mlops/)")
+    rehearse.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="training hyperparameter")
+    rehearse.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE", help="gate threshold")
+    rehearse.add_argument("--force", action="store_true", help="ignore the step cache")
+    rehearse.add_argument("--image", action="append", default=[], metavar="REPOSITORY:TAG", help="(with --endpoint-url) ECR image whose scan must pass")
+    rehearse.add_argument("--sagemaker-pipeline", default=None, help="(with --endpoint-url) SageMaker pipeline to start and wait for")
+    rehearse.add_argument("--alarm", action="append", default=[], help="(with --endpoint-url) alarm that rolls back the canary when it fires")
+    rehearse.add_argument("--replay-requests", type=int, default=120)
+    rehearse.set_defaults(func=rehearse_command)
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _notify(args: argparse.Namespace, stage: str, ok: bool, detail: str) -> None:
+    if not args.sns_topic:
+        return
+    from pipeline.delivery.notify import notify_stage
+
+    notify_stage(args.sns_topic, stage, ok, detail[:4000], stack=args.stack, endpoint_url=args.endpoint_url)
+
+
+def _finish(args: argparse.Namespace, stage: str, code: ExitCode, detail: str) -> int:
+    stream = sys.stdout if code == ExitCode.OK else sys.stderr
+    print(f"{stage}: {'ok' if code == ExitCode.OK else 'FAILED'}: {detail}", file=stream)
+    _notify(args, stage, code == ExitCode.OK, detail)
+    return int(code)
+
+
+def _read_images(path: Path | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    try:
+        images = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"cannot read images file {path}: {exc}") from exc
+    return {str(k): str(v) for k, v in images.items()}
+
+
+def _tracking_uri(value: str | None) -> str:
+    from pipeline.local_store import LocalStore
+
+    return value or os.environ.get("MLFLOW_TRACKING_URI") or LocalStore.default().tracking_uri
+
+
+# --- stages ---------------------------------------------------------------------------
+
+
+def build_images_command(args: argparse.Namespace) -> int:
+    """Build and push both images (docker), then resolve digests and judge ECR scans."""
+    from pipeline.delivery.ecr_scan import image_digest, scan_findings
+
+    if not args.registry and not args.skip_build:
+        return _finish(args, "build-images", ExitCode.USAGE, "--registry (or ECR_REGISTRY) is required to push images")
+    images = {"training": (args.training_repository, "training/Dockerfile"), "serving": (args.serving_repository, "serving/Dockerfile")}
+    if not args.skip_build:
+        for repository, dockerfile in images.values():
+            ref = f"{args.registry}/{repository}:{args.tag}"
+            for command in (["docker", "build", "--pull", "-f", dockerfile, "-t", ref, "."], ["docker", "push", ref]):
+                print("+ " + " ".join(command), flush=True)
+                if subprocess.run(command, check=False).returncode != 0:
+                    return _finish(args, "build-images", ExitCode.ERROR, f"{' '.join(command[:2])} of {ref} failed")
+    written: dict[str, str] = {}
+    refused: list[str] = []
+    fail_on = [s.strip() for s in args.fail_on.split(",") if s.strip()]
+    for role, (repository, _) in images.items():
+        digest = image_digest(repository, args.tag, endpoint_url=args.endpoint_url)
+        result = scan_findings(repository, digest, fail_on=fail_on, timeout_s=args.scan_timeout_s, endpoint_url=args.endpoint_url)
+        print(result.render(), flush=True)
+        host = args.registry or repository
+        written[role] = f"{host}/{repository}@{digest}" if args.registry else f"{repository}@{digest}"
+        if not result.passed:
+            refused.append(result.render())
+    if refused:
+        return _finish(args, "build-images", ExitCode.ERROR, "scan findings block the release: " + "; ".join(refused))
+    args.out.write_text(json.dumps(written, indent=2) + "\n")
+    return _finish(args, "build-images", ExitCode.OK, f"images scanned clean, digests in {args.out}")
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Start the SageMaker pipeline, wait, and print the gate report either way."""
+    from pipeline.delivery import gate_report, sagemaker_runs
+    from pipeline.sagemaker_compiler import PARAM_GIT_COMMIT, PARAM_INPUT_DATA, PARAM_SERVING_IMAGE
+
+    parameters = {PARAM_GIT_COMMIT: args.git_commit}
+    serving = _read_images(args.images).get("serving")
+    if serving:
+        parameters[PARAM_SERVING_IMAGE] = serving
+    if args.input_data:
+        parameters[PARAM_INPUT_DATA] = args.input_data
+    arn = sagemaker_runs.start_execution(args.pipeline_name, parameters, display_name=f"commit-{args.git_commit[:12]}", endpoint_url=args.endpoint_url)
+    print(f"started {arn}", flush=True)
+
+    def report() -> str:
+        if not args.artifacts_prefix:
+            return ""
+        try:
+            return gate_report.read_gate_outcome(gate_report.evaluation_uri(args.artifacts_prefix, arn), endpoint_url=args.endpoint_url).render()
+        except Exception as exc:  # the report is context; its absence must not mask the outcome
+            return f"(gate report unavailable: {type(exc).__name__}: {exc})"
+
+    try:
+        result = sagemaker_runs.wait_for_execution(arn, timeout_s=args.timeout_s, poll_s=args.poll_s, endpoint_url=args.endpoint_url)
+    except sagemaker_runs.ExecutionFailed as failed:
+        try:
+            steps = sagemaker_runs.failed_step_reasons(arn, endpoint_url=args.endpoint_url)
+        except Exception:  # e.g. moto: list_pipeline_execution_steps is not implemented
+            steps = {}
+        text = report()
+        if text:
+            print(text, file=sys.stderr)
+        refusal = sagemaker_runs.gate_refusal_reason(steps, failed.reason)
+        if refusal is not None:
+            return _finish(args, "train", ExitCode.GATE_REFUSED, f"gate refused the challenger: {refusal}")
+        detail = "; ".join(f"{k}: {v}" for k, v in steps.items()) or failed.reason
+        return _finish(args, "train", ExitCode.ERROR, f"{failed.status}: {detail}")
+    text = report()
+    if text:
+        print(text)
+    return _finish(args, "train", ExitCode.OK, f"{arn} {result.status} in {result.waited_s:.0f} s")
+
+
+def deploy_command(args: argparse.Namespace) -> int:
+    """Canary the champion on the cluster (or locally); nothing when the alias did not move."""
+    from pipeline.delivery.canary import canary_config_from_stack
+    from pipeline.delivery.errors import StageFailed
+
+    tracking_uri = _tracking_uri(args.tracking_uri)
+    if args.local:
+        return _deploy_local(args, tracking_uri)
+    from pipeline.delivery.alarms import alarm_states, firing
+    from pipeline.delivery.deploy_cluster import deploy_champion_to_cluster
+    from pipeline.delivery.rollout import RolloutTarget
+
+    config = canary_config_from_stack(args.stack)
+    timeout = args.timeout_s or 3 * config.bake_s + 600
+
+    def check_alarms() -> list[str]:
+        return [a.name for a in firing(alarm_states(args.alarm, endpoint_url=args.endpoint_url))]
+
+    try:
+        result = deploy_champion_to_cluster(
+            tracking_uri=tracking_uri, model_name=args.model_name,
+            target=RolloutTarget(name=args.rollout, namespace=args.namespace, container=args.container),
+            timeout_s=timeout, poll_s=args.poll_s, image=args.image or _read_images(args.images).get("serving"),
+            check_alarms=check_alarms if args.alarm else None,
+        )
+    except StageFailed as failed:
+        return _finish(args, "deploy", failed.exit_code, failed.reason)
+    return _finish(args, "deploy", ExitCode.OK, f"{result.action}: {result.message}")
+
+
+def _deploy_local(args: argparse.Namespace, tracking_uri: str) -> int:
+    """Local canary: the champion against the version the local store last deployed."""
+    from pipeline.delivery import registry
+    from pipeline.delivery.canary import canary_config_from_stack
+    from pipeline.delivery.local_canary import replay_requests, run_local_canary
+    from pipeline.delivery.rehearsal import default_smoke_test
+    from pipeline.local_store import LocalStore
+    from pipeline.schema import DEFAULT_DATASET
+
+    store = LocalStore.default().ensure()
+    state_file = store.root / "deployed.json"
+    deployed = json.loads(state_file.read_text()).get(args.model_name) if state_file.is_file() else None
+    champion = registry.current_champion(tracking_uri, args.model_name)
+    if champion is None:
+        return _finish(args, "deploy", ExitCode.ERROR, f"{args.model_name} has no champion alias")
+    if deployed == champion.version:
+        return _finish(args, "deploy", ExitCode.OK, f"nothing-to-do: v{champion.version} already deployed; champion did not move")
+    result = run_local_canary(
+        tracking_uri=tracking_uri, model_name=args.model_name, new_version=champion.version, previous_version=deployed,
+        requests=replay_requests(args.replay_data or DEFAULT_DATASET), config=canary_config_from_stack(args.stack, min_requests=20),
+        log_dir=store.reports_dir / "canary", smoke_test=default_smoke_test(tracking_uri, args.model_name),
+    )
+    print(result.verdict.render())
+    if result.rolled_back:
+        return _finish(args, "deploy", ExitCode.DEPLOY_FAILED, "; ".join(result.verdict.reasons) + f"; {result.registry_action}")
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    state[args.model_name] = champion.version
+    state_file.write_text(json.dumps(state, indent=2) + "\n")
+    return _finish(args, "deploy", ExitCode.OK, f"promoted: v{champion.version} ({result.registry_action})")
+
+
+def smoke_command(args: argparse.Namespace) -> int:
+    """Smoke-test ``--url``; on failure move the champion alias back and exit 5."""
+    from pipeline.delivery import registry
+    from pipeline.delivery.rehearsal import default_smoke_test
+
+    tracking_uri = _tracking_uri(args.tracking_uri)
+    check = default_smoke_test(tracking_uri, args.model_name)
+    if check is None:
+        return _finish(args, "smoke-test", ExitCode.ERROR, "pipeline.steps.smoke_test is not available in this checkout")
+    champion = registry.current_champion(tracking_uri, args.model_name)
+    result = check(args.url, champion.version if champion else "")
+    if getattr(result, "passed", False):
+        return _finish(args, "smoke-test", ExitCode.OK, str(result))
+    action = registry.restore_champion(tracking_uri, args.model_name, args.previous_version) if args.previous_version else "alias left as is (no --previous-version)"
+    return _finish(args, "smoke-test", ExitCode.DEPLOY_FAILED, f"{result}; {action}")
+
+
+def rehearse_command(args: argparse.Namespace) -> int:
+    """The whole delivery sequence locally; prints each stage and exits with the first failure's code."""
+    from pipeline.commands.run import _key_values
+    from pipeline.delivery.canary import canary_config_from_stack
+    from pipeline.delivery.rehearsal import RehearsalConfig, rehearse
+    from pipeline.local_store import LocalStore
+    from pipeline.runner import RunConfig
+    from pipeline.schema import DEFAULT_DATASET
+    from pipeline.steps.gate import GateThresholds
+    from training.model import Hyperparameters
+
+    store = LocalStore(args.store.resolve()) if args.store else LocalStore.default()
+    store.ensure()
+    data = args.data or DEFAULT_DATASET
+    run_config = RunConfig(
+        data=data, tracking_uri=args.tracking_uri, model_name=args.model_name, store=store, force=args.force,
+        hyperparameters=Hyperparameters.from_mapping(_key_values(args.param, "--param")) if args.param else None,
+        gate=GateThresholds.from_mapping(_key_values(args.gate, "--gate")) if args.gate else None,
+    )
+    images = []
+    for item in args.image:
+        repository, sep, tag = item.rpartition(":")
+        if not sep or not repository:
+            return _finish(args, "rehearse", ExitCode.USAGE, f"--image expects REPOSITORY:TAG, got {item!r}")
+        images.append((repository, tag))
+    config = RehearsalConfig(
+        run_config=run_config, canary=canary_config_from_stack(args.stack, min_requests=20), replay_data=data,
+        log_dir=store.reports_dir / "rehearsal", replay_requests=args.replay_requests, aws_endpoint=args.endpoint_url,
+        images=images, sagemaker_pipeline=args.sagemaker_pipeline, alarm_names=args.alarm,
+    )
+    result = rehearse(config)
+    failed = result.failed_stage
+    return _finish(args, "rehearse", result.exit_code, f"stopped at {failed.stage}: {failed.detail}" if failed else "every stage passed")
