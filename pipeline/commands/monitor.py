@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"monitor: retrain data {args.retrain_data} does not exist", file=sys.stderr)
         return int(ExitCode.INVALID_DATA)
 
+    # MLflow draws a download progress bar on stderr for the one baseline file: noise here.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     store = LocalStore.default()
     tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store.ensure().tracking_uri
     options = MonitorOptions(

@@ -27,7 +27,7 @@ def report_folder(reports_dir: Path, result: MonitorResult) -> Path:
     """``<reports>/monitor/<UTC stamp>-<model>-v<version>``: one new folder per run,
     sortable by time; a second run in the same second gets a ``-2`` suffix, never the
     first run's folder."""
-    stamp = result.created_at.replace("-", "").replace(":", "").replace("+00:00", "Z")
+    stamp = result.created_at.replace("+00:00", "Z").replace("-", "").replace(":", "")
     base = reports_dir / "monitor" / f"{stamp}-{result.model_name}-v{result.model_version}"
     folder, attempt = base, 1
     while folder.exists():

@@ -55,6 +55,7 @@ def test_calm_traffic_exits_ok_and_logs_a_linked_run(registry, captures, tmp_pat
     report = only_report(tmp_path)
     assert report["verdict"] == "ok" and report["capture"]["rows"] == 600
     folder = next((tmp_path / "reports" / "monitor").iterdir())
+    assert folder.name.endswith("Z-adult-income-v1") and folder.name[:8].isdigit()
     assert {"report.md", "report.json", "psi.png", "dist-prediction.png"} <= {p.name for p in folder.iterdir()}
     assert (tmp_path / "reports" / "monitor.prom").is_file()
 
