@@ -160,12 +160,13 @@ def register(candidate: Candidate, *, tracking_uri: str, artifact_location: str 
         for context, frame in (("training", candidate.train), ("validation", candidate.validation),
                                ("holdout", candidate.holdout)):
             with warnings.catch_warnings():
-                # A local path resolves to two equivalent source classes; MLflow warns and picks one.
+                # A local path resolves to two equivalent source classes (MLflow warns and
+                # picks one); the integer-column hint does not apply (see log_model below).
                 warnings.simplefilter("ignore", UserWarning)
                 dataset = mlflow.data.from_pandas(
                     frame, source=candidate.data_path, targets=LABEL, name=f"adult-{context}"
                 )
-            mlflow.log_input(dataset, context=context, tags={"data_digest": candidate.data_digest})
+                mlflow.log_input(dataset, context=context, tags={"data_digest": candidate.data_digest})
         for directory, path in candidate.artifacts.items():
             for file in [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file()):
                 mlflow.log_artifact(str(file), artifact_path=directory)

@@ -1,0 +1,127 @@
+"""The runner end to end on a real-data sample: a first champion, then challengers built to
+fail one gate rule each (worse overall, a regressed slice, a fairness violation), each
+refused with the champion unchanged; and a re-run with nothing changed does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from pipeline.exit_codes import ExitCode
+from pipeline.local_store import LocalStore
+from pipeline.runner import RunConfig, run_pipeline
+from pipeline.steps.gate import GateThresholds
+from pipeline.steps.register import LINEAGE_TAGS
+from pipeline.steps.split import SplitParams, row_buckets
+
+pytestmark = pytest.mark.slow
+QUIET = lambda line: None  # noqa: E731 - progress sink for tests
+
+
+@pytest.fixture(scope="module")
+def champion_store(adult_sample_csv: Path, fast_hyperparameters, tmp_path_factory: pytest.TempPathFactory):
+    store = LocalStore(tmp_path_factory.mktemp("store"))
+    config = RunConfig(data=adult_sample_csv, store=store, hyperparameters=fast_hyperparameters)
+    result = run_pipeline(config, progress=QUIET)
+    assert result.exit_code == ExitCode.OK, result.message
+    return store, config, result
+
+
+def _client(store: LocalStore) -> MlflowClient:
+    return MlflowClient(tracking_uri=store.tracking_uri, registry_uri=store.tracking_uri)
+
+
+def _champion(store: LocalStore) -> str:
+    return str(_client(store).get_model_version_by_alias("adult-income", "champion").version)
+
+
+def _training_rows(frame: pd.DataFrame) -> pd.Series:
+    """Rows outside the frozen holdout: corrupting them leaves the holdout's digest unchanged."""
+    return row_buckets(frame, SplitParams().salt) >= int(SplitParams().holdout_fraction * 10_000)
+
+
+def test_first_model_is_promoted_with_complete_lineage(champion_store) -> None:
+    store, _, result = champion_store
+    assert result.status == "promoted" and result.gate_passed is True
+    assert result.champion_version == result.model_version == "1"
+    client = _client(store)
+    version = client.get_model_version("adult-income", "1")
+    assert set(LINEAGE_TAGS) <= set(version.tags)
+    assert any(k.startswith("param.train.") for k in version.tags)
+    assert any(k.startswith("metric.holdout_roc_auc") for k in version.tags)
+    assert set(client.get_registered_model("adult-income").aliases) == {"champion", "challenger"}
+    run = client.get_run(version.run_id)
+    contexts = {t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}
+    assert {"training", "validation", "holdout"} <= contexts
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/roc_curve.png", "plots/confusion_matrix.png", "plots/slice_metrics.png"} <= artifacts
+    baseline = Path(version.tags["baseline_uri"].removeprefix("file://"))
+    frame = pd.read_parquet(baseline)
+    assert {"label", "prediction", "age"} <= set(frame.columns) and frame["prediction"].between(0, 1).all()
+    assert Path(version.tags["gate_report"].removeprefix("file://")).is_file()
+    import mlflow
+
+    model_info = mlflow.models.get_model_info(f"models:/adult-income/1")
+    assert [c.name for c in model_info.signature.inputs.inputs][0] == "age"
+    assert result.report_path is not None and "PROMOTE" in result.report_path.read_text()
+
+
+def test_rerun_with_nothing_changed_does_nothing(champion_store) -> None:
+    store, config, _ = champion_store
+    result = run_pipeline(config, progress=QUIET)
+    assert result.exit_code == ExitCode.OK and result.status == "nothing_to_do"
+    assert [s.state for s in result.steps[:5]] == ["cached"] * 5
+    assert _champion(store) == "1"
+
+
+def _refused(result, store: LocalStore, champion_before: str) -> None:
+    assert result.exit_code == ExitCode.GATE_REFUSED, result.message
+    assert result.gate_passed is False
+    assert _champion(store) == champion_before
+    client = _client(store)
+    refused = client.get_model_version("adult-income", result.model_version)
+    assert refused.tags["gate_passed"] == "false"
+    assert set(LINEAGE_TAGS) <= set(refused.tags)
+    assert str(client.get_model_version_by_alias("adult-income", "challenger").version) == result.model_version
+    report = json.loads(Path(refused.tags["gate_report"].removeprefix("file://")).read_text())
+    assert report["passed"] is False and report["reasons"] == result.reasons
+
+
+def test_worse_challenger_is_refused(champion_store) -> None:
+    store, config, _ = champion_store
+    before = _champion(store)
+    weak = replace(config.hyperparameters or config.resolved().hyperparameters, n_estimators=2, max_depth=1)
+    result = run_pipeline(replace(config, hyperparameters=weak, gate=GateThresholds(min_roc_auc=0.6)), progress=QUIET)
+    _refused(result, store, before)
+    assert any(r.startswith("paired bootstrap:") for r in result.reasons), result.reasons
+
+
+def test_slice_regression_is_refused(champion_store, adult_sample: pd.DataFrame, tmp_path: Path) -> None:
+    store, config, _ = champion_store
+    before = _champion(store)
+    data = adult_sample.copy()
+    rows = _training_rows(data) & (data["race"] == "Black")
+    data.loc[rows, "label"] = 1 - data.loc[rows, "label"]
+    path = tmp_path / "black_inverted.csv"
+    data.to_csv(path, index=False)
+    result = run_pipeline(replace(config, data=path), progress=QUIET)
+    _refused(result, store, before)
+    assert any(r.startswith("slice regression: race=Black") for r in result.reasons), result.reasons
+
+
+def test_fairness_violation_is_refused(champion_store, adult_sample: pd.DataFrame, tmp_path: Path) -> None:
+    store, config, _ = champion_store
+    before = _champion(store)
+    data = adult_sample.copy()
+    data.loc[_training_rows(data) & (data["sex"] == "Female"), "label"] = 0
+    path = tmp_path / "female_zeroed.csv"
+    data.to_csv(path, index=False)
+    result = run_pipeline(replace(config, data=path), progress=QUIET)
+    _refused(result, store, before)
+    assert any(r.startswith("fairness: equal-opportunity difference") for r in result.reasons), result.reasons
