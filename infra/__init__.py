@@ -1,0 +1,2 @@
+"""The platform as a Pulumi program: one ComponentResource per part (DESIGN.md), the
+validated stack settings, pure policy/naming logic, and the offline plan."""

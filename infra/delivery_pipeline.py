@@ -1,0 +1,347 @@
+"""DeliveryPipeline: CodePipeline V2 that carries every push to the cluster.
+
+Source (GitHub through a CodeConnections connection: no long-lived keys) -> Test ->
+BuildImages -> Train (runs the SageMaker pipeline and waits; a gate refusal fails the
+stage) -> Approval (only where the stack asks; prod always) -> Deploy (canary through
+Argo Rollouts) -> SmokeTest. Each CodeBuild project runs a buildspec from
+``buildspecs/`` (docs/contracts.md, "Delivery stages"), has its own least-privilege
+role, logs to a KMS-encrypted log group, and encrypts artifacts with the pipeline's
+customer key. Only the image-building project runs privileged.
+
+The buildspecs' side of the contract: ``STAGES`` lists the environment each one reads
+(named in each buildspec's header); BuildImages writes the ``images`` artifact
+(``images.json``: the pushed digests) that Train and Deploy take as a second input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import policies
+from infra.bucket import SecureBucket, SecureBucketArgs
+from infra.common import kms_key, log_group, role
+from infra.naming import aws_name
+
+BUILD_IMAGE = "aws/codebuild/amazonlinux-x86_64-standard:5.0"
+EKS_EDIT_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One CodeBuild stage: its buildspec, artifacts, environment and what its role needs."""
+
+    name: str
+    buildspec: str
+    env: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ("source",)
+    outputs: tuple[str, ...] = ()
+    privileged: bool = False
+    in_vpc: bool = False
+    cluster_access: bool = False
+    timeout_minutes: int = 60
+
+
+MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+STAGES: tuple[Stage, ...] = (
+    Stage("Test", "buildspecs/test.yml", timeout_minutes=30),
+    # Privileged: Docker-in-Docker needs it to build and push the training and serving
+    # images (CKV_AWS_316); no other project gets it.
+    Stage("BuildImages", "buildspecs/build_images.yml", privileged=True, outputs=("images",),
+          env=("ECR_REGISTRY", "TRAINING_REPOSITORY", "SERVING_REPOSITORY",
+               "DELIVERY_SNS_TOPIC_ARN")),
+    Stage("Train", "buildspecs/train.yml", in_vpc=True, inputs=("source", "images"),
+          env=("SAGEMAKER_PIPELINE_NAME", "PIPELINE_ARTIFACTS_PREFIX", "DELIVERY_SNS_TOPIC_ARN",
+               *MLFLOW_ENV), timeout_minutes=480),
+    Stage("Deploy", "buildspecs/deploy.yml", in_vpc=True, cluster_access=True,
+          inputs=("source", "images"),
+          env=("EKS_CLUSTER_NAME", "SERVING_NAMESPACE", "ROLLOUT_NAME", "SERVING_ALARMS",
+               "DELIVERY_SNS_TOPIC_ARN", *MLFLOW_ENV), timeout_minutes=90),
+    Stage("SmokeTest", "buildspecs/smoke_test.yml", in_vpc=True,
+          env=("SERVING_URL", "DELIVERY_SNS_TOPIC_ARN", *MLFLOW_ENV), timeout_minutes=20),
+)
+"""The stages and the environment each buildspec reads (see each buildspec's header)."""
+SECRET_ENV = frozenset({"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"})
+
+
+def pipeline_name(prefix: str) -> str:
+    """The CodePipeline's name, known before it exists (the retrain rule targets it)."""
+    return aws_name("codebuild", prefix, "delivery")
+
+
+@dataclass
+class DeliveryPipelineArgs:
+    """What the pipeline builds from, what it runs, and what it deploys to."""
+
+    prefix: str
+    stack: str
+    region: str
+    account_id: pulumi.Input[str]
+    github_repository: str
+    github_branch: str
+    approval_required: bool
+    model_name: str
+    serving_namespace: str
+    rollout_name: str
+    serving_url: pulumi.Input[str]
+    serving_alarm_names: list[str]
+    alarm_topic_arn: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
+    vpc_cidr: str
+    private_subnet_ids: list[pulumi.Input[str]]
+    cluster_name: pulumi.Input[str]
+    cluster_arn: pulumi.Input[str]
+    repository_names: dict[str, pulumi.Input[str]]
+    repository_arns: dict[str, pulumi.Input[str]]
+    registry_kms_key_arn: pulumi.Input[str]
+    sagemaker_pipeline_arn: pulumi.Input[str]
+    sagemaker_pipeline_name: pulumi.Input[str]
+    sagemaker_artifacts_prefix: pulumi.Input[str]
+    sagemaker_bucket_arn: pulumi.Input[str]
+    sagemaker_kms_key_arn: pulumi.Input[str]
+    mlflow_tracking_uri: pulumi.Input[str]
+    mlflow_credentials_secret_arn: pulumi.Input[str]
+    mlflow_kms_key_arn: pulumi.Input[str]
+    log_retention_days: int
+    protect: bool
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def codebuild_policy(stage: Stage, *, log_group_arn: str, bucket_arn: str, key_arn: str,
+                     region: str, account_id: str, repository_arns: list[str],
+                     registry_key_arn: str, sagemaker_pipeline_arn: str,
+                     sagemaker_bucket_arn: str, sagemaker_key_arn: str, cluster_arn: str,
+                     mlflow_secret_arn: str, mlflow_key_arn: str, topic_arn: str,
+                     alarm_names: list[str]) -> dict[str, Any]:
+    """The least-privilege policy of one stage's CodeBuild role.
+
+    Every stage writes its own logs and reads/writes pipeline artifacts. BuildImages
+    adds ECR push on the platform's repositories; Train adds running one SageMaker
+    pipeline and reading its evaluation report; Deploy and SmokeTest add describing one
+    EKS cluster (Kubernetes rights come from an EKS access entry scoped to the serving
+    namespace) and Deploy reads the serving alarms it watches during the bake. Stages
+    that talk to MLflow read its credentials secret; stages that report publish to the
+    alarm topic.
+    """
+    statements: list[dict[str, Any]] = [policies.logs_write(log_group_arn),
+                                         *policies.s3_read_write(bucket_arn, key_arn)]
+    if stage.name == "BuildImages":
+        statements += policies.ecr_push(repository_arns, registry_key_arn)
+    if stage.name == "Train":
+        statements.append(policies.run_sagemaker_pipeline(sagemaker_pipeline_arn))
+        statements += policies.s3_read(sagemaker_bucket_arn, sagemaker_key_arn)
+    if stage.cluster_access:
+        statements.append({"Effect": "Allow", "Action": ["eks:DescribeCluster"],
+                           "Resource": cluster_arn})
+    if "SERVING_ALARMS" in stage.env:
+        statements.append({"Effect": "Allow", "Action": ["cloudwatch:DescribeAlarms"],
+                           "Resource": [f"arn:aws:cloudwatch:{region}:{account_id}:alarm:{name}"
+                                        for name in alarm_names]})
+    if "DELIVERY_SNS_TOPIC_ARN" in stage.env:
+        statements.append({"Effect": "Allow", "Action": ["sns:Publish"], "Resource": topic_arn})
+    if set(MLFLOW_ENV) & set(stage.env):
+        statements.append({"Effect": "Allow", "Action": [
+            "secretsmanager:GetSecretValue"], "Resource": mlflow_secret_arn})
+        statements.append({"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": mlflow_key_arn})
+    if stage.in_vpc:
+        # CodeBuild in a VPC manages its own ENIs; the Describe calls have no resource form.
+        statements.append({"Effect": "Allow", "Action": [
+            "ec2:DescribeNetworkInterfaces", "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets",
+            "ec2:DescribeSecurityGroups", "ec2:DescribeVpcs"], "Resource": "*"})
+        statements.append({"Effect": "Allow", "Action": [
+            "ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
+            "ec2:CreateNetworkInterfacePermission"],
+            "Resource": [f"arn:aws:ec2:{region}:{account_id}:network-interface/*",
+                         f"arn:aws:ec2:{region}:{account_id}:subnet/*",
+                         f"arn:aws:ec2:{region}:{account_id}:security-group/*"],
+            "Condition": {"StringEquals": {"ec2:AuthorizedService": "codebuild.amazonaws.com"}}})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def stage_layout(approval_required: bool) -> list[str]:
+    """The pipeline's stage names in order; Approval sits between Train and Deploy."""
+    names = ["Source", "Test", "BuildImages", "Train"]
+    if approval_required:
+        names.append("Approval")
+    return names + ["Deploy", "SmokeTest"]
+
+
+class DeliveryPipeline(pulumi.ComponentResource):
+    """CodeConnections source, CodeBuild stages, CodePipeline V2."""
+
+    pipeline_name: pulumi.Output[str]
+    pipeline_arn: pulumi.Output[str]
+    connection_arn: pulumi.Output[str]
+    project_names: dict[str, pulumi.Output[str]]
+
+    def __init__(self, name: str, args: DeliveryPipelineArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:delivery_pipeline:DeliveryPipeline", name, None, opts)
+        tags = args.tags
+        here = pulumi.ResourceOptions(parent=self)
+        key = kms_key(f"{name}-key", description=f"{name} artifacts and build logs",
+                      account_id=args.account_id, region=args.region,
+                      services=[f"logs.{args.region}.amazonaws.com"], tags=tags, opts=here)
+        access_logs = SecureBucket(f"{name}-access-logs", SecureBucketArgs(
+            kms_key_arn=None, tags=tags, noncurrent_days=30, protect=args.protect,
+            account_id=args.account_id), opts=here)
+        artifacts = SecureBucket(f"{name}-artifacts", SecureBucketArgs(
+            kms_key_arn=key.arn, tags=tags, noncurrent_days=30, protect=args.protect,
+            access_log_bucket=access_logs.bucket.id), opts=here)
+        logs = log_group(f"{name}-build-logs", log_group_name=f"/aws/codebuild/{name}",
+                         retention_days=args.log_retention_days, kms_key_arn=key.arn,
+                         tags=tags, opts=here)
+        # Created PENDING: someone must finish the GitHub handshake once in the console
+        # (AWS quirk: the OAuth step cannot be automated). docs/infra.md says how.
+        connection = aws.codestarconnections.Connection(
+            f"{name}-github", name=aws_name("codebuild", name, "gh")[:32], provider_type="GitHub",
+            tags=tags, opts=here)
+        build_sg = aws.ec2.SecurityGroup(
+            f"{name}-build-sg", vpc_id=args.vpc_id,
+            description="CodeBuild jobs: HTTPS and MLflow inside the VPC, HTTPS out via NAT",
+            egress=[{"protocol": "tcp", "from_port": 443, "to_port": 443,
+                     "cidr_blocks": ["0.0.0.0/0"],
+                     "description": "HTTPS: AWS APIs, EKS endpoint, package registries"},
+                    {"protocol": "tcp", "from_port": 80, "to_port": 80,
+                     "cidr_blocks": [args.vpc_cidr], "description": "MLflow internal NLB"}],
+            tags=tags, opts=here)
+
+        env_values: dict[str, pulumi.Input[str]] = {
+            "ECR_REGISTRY": pulumi.Output.concat(args.account_id, ".dkr.ecr.", args.region,
+                                                 ".amazonaws.com"),
+            "TRAINING_REPOSITORY": args.repository_names["training"],
+            "SERVING_REPOSITORY": args.repository_names["serving"],
+            "DELIVERY_SNS_TOPIC_ARN": args.alarm_topic_arn,
+            "SAGEMAKER_PIPELINE_NAME": args.sagemaker_pipeline_name,
+            "PIPELINE_ARTIFACTS_PREFIX": args.sagemaker_artifacts_prefix,
+            "EKS_CLUSTER_NAME": args.cluster_name,
+            "SERVING_NAMESPACE": args.serving_namespace,
+            "ROLLOUT_NAME": args.rollout_name,
+            "SERVING_ALARMS": " ".join(args.serving_alarm_names),
+            "SERVING_URL": args.serving_url,
+            "MLFLOW_TRACKING_URI": args.mlflow_tracking_uri,
+            # CodeBuild resolves "<secret-arn>:<json-key>" from Secrets Manager at start.
+            "MLFLOW_TRACKING_USERNAME": pulumi.Output.concat(args.mlflow_credentials_secret_arn,
+                                                             ":username"),
+            "MLFLOW_TRACKING_PASSWORD": pulumi.Output.concat(args.mlflow_credentials_secret_arn,
+                                                             ":password"),
+        }
+        repo_arns = list(args.repository_arns.values())
+        projects: dict[str, aws.codebuild.Project] = {}
+        for stage in STAGES:
+            slug = stage.name.lower()
+            stage_role = role(
+                f"{name}-{slug}-role", trust=policies.service_trust("codebuild.amazonaws.com"),
+                policy_inputs=[logs.arn, artifacts.arn, key.arn, args.account_id,
+                               args.registry_kms_key_arn, args.sagemaker_pipeline_arn,
+                               args.sagemaker_bucket_arn, args.sagemaker_kms_key_arn,
+                               args.cluster_arn, args.mlflow_credentials_secret_arn,
+                               args.mlflow_kms_key_arn, args.alarm_topic_arn, *repo_arns],
+                policy=lambda lg, b, k, acct, rk, sp, sb, sk, c, ms, mk, topic, *repos, st=stage:
+                    codebuild_policy(st, log_group_arn=lg, bucket_arn=b, key_arn=k,
+                                     region=args.region, account_id=acct,
+                                     repository_arns=list(repos), registry_key_arn=rk,
+                                     sagemaker_pipeline_arn=sp, sagemaker_bucket_arn=sb,
+                                     sagemaker_key_arn=sk, cluster_arn=c,
+                                     mlflow_secret_arn=ms, mlflow_key_arn=mk, topic_arn=topic,
+                                     alarm_names=list(args.serving_alarm_names)),
+                tags=tags, opts=here)
+            variables = [{"name": "PULUMI_STACK", "value": args.stack, "type": "PLAINTEXT"},
+                         {"name": "MODEL_NAME", "value": args.model_name, "type": "PLAINTEXT"}]
+            variables += [{"name": var, "value": env_values[var],
+                           "type": "SECRETS_MANAGER" if var in SECRET_ENV else "PLAINTEXT"}
+                          for var in stage.env]
+            environment: dict[str, Any] = {
+                "compute_type": "BUILD_GENERAL1_MEDIUM", "image": BUILD_IMAGE,
+                "type": "LINUX_CONTAINER", "image_pull_credentials_type": "CODEBUILD",
+                "privileged_mode": stage.privileged, "environment_variables": variables,
+            }
+            project_args: dict[str, Any] = {}
+            if stage.in_vpc:
+                project_args["vpc_config"] = {"vpc_id": args.vpc_id,
+                                              "subnets": args.private_subnet_ids,
+                                              "security_group_ids": [build_sg.id]}
+            projects[stage.name] = aws.codebuild.Project(
+                f"{name}-{slug}", name=aws_name("codebuild", name, slug),
+                description=f"{stage.name} stage: runs {stage.buildspec}",
+                service_role=stage_role.arn, build_timeout=stage.timeout_minutes,
+                encryption_key=key.arn,
+                artifacts={"type": "CODEPIPELINE"},
+                source={"type": "CODEPIPELINE", "buildspec": stage.buildspec},
+                environment=environment,
+                logs_config={"cloudwatch_logs": {"status": "ENABLED", "group_name": logs.name,
+                                                 "stream_name": slug},
+                             "s3_logs": {"status": "DISABLED"}},
+                tags=tags, opts=here, **project_args)
+
+            if stage.cluster_access:
+                entry = aws.eks.AccessEntry(f"{name}-{slug}-access", cluster_name=args.cluster_name,
+                                            principal_arn=stage_role.arn, type="STANDARD",
+                                            tags=tags, opts=here)
+                aws.eks.AccessPolicyAssociation(
+                    f"{name}-{slug}-edit", cluster_name=args.cluster_name,
+                    principal_arn=stage_role.arn, policy_arn=EKS_EDIT_POLICY,
+                    access_scope={"type": "namespace", "namespaces": [args.serving_namespace]},
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]))
+
+        pipeline_role = role(
+            f"{name}-role", trust=policies.service_trust("codepipeline.amazonaws.com"),
+            policy_inputs=[artifacts.arn, key.arn, connection.arn,
+                           *[p.arn for p in projects.values()]],
+            policy=lambda b, k, c, *projs: policies.codepipeline_policy(
+                bucket_arn=b, kms_key_arn=k, connection_arn=c, codebuild_project_arns=list(projs)),
+            tags=tags, opts=here)
+
+        def build_action(stage: Stage) -> dict[str, Any]:
+            configuration: dict[str, Any] = {"ProjectName": projects[stage.name].name}
+            if len(stage.inputs) > 1:
+                # The source is the primary input; "images" (images.json with the
+                # digests BuildImages pushed) arrives as $CODEBUILD_SRC_DIR_images.
+                configuration["PrimarySource"] = "source"
+            action: dict[str, Any] = {
+                "name": stage.name, "category": "Build", "owner": "AWS", "provider": "CodeBuild",
+                "version": "1", "input_artifacts": list(stage.inputs),
+                "configuration": configuration}
+            if stage.outputs:
+                action["output_artifacts"] = list(stage.outputs)
+            return action
+
+        stages: list[dict[str, Any]] = [{"name": "Source", "actions": [{
+            "name": "Source", "category": "Source", "owner": "AWS",
+            "provider": "CodeStarSourceConnection", "version": "1",
+            "output_artifacts": ["source"],
+            "configuration": {"ConnectionArn": connection.arn,
+                              "FullRepositoryId": args.github_repository,
+                              "BranchName": args.github_branch,
+                              "OutputArtifactFormat": "CODE_ZIP"}}]}]
+        by_name = {s.name: s for s in STAGES}
+        for stage_name in stage_layout(args.approval_required)[1:]:
+            if stage_name == "Approval":
+                stages.append({"name": "Approval", "actions": [{
+                    "name": "Approve", "category": "Approval", "owner": "AWS",
+                    "provider": "Manual", "version": "1",
+                    "configuration": {"CustomData":
+                        "Read the gate report in the Train stage log before approving."}}]})
+            else:
+                stages.append({"name": stage_name, "actions": [build_action(by_name[stage_name])]})
+
+        pipeline = aws.codepipeline.Pipeline(
+            name, name=pipeline_name(args.prefix), pipeline_type="V2", execution_mode="QUEUED",
+            role_arn=pipeline_role.arn,
+            artifact_stores=[{"location": artifacts.name, "type": "S3",
+                              "encryption_key": {"id": key.arn, "type": "KMS"}}],
+            stages=stages,
+            triggers=[{"provider_type": "CodeStarSourceConnection", "git_configuration": {
+                "source_action_name": "Source",
+                "pushes": [{"branches": {"includes": [args.github_branch]}}]}}],
+            tags=tags, opts=here)
+
+        self.pipeline_name = pipeline.name
+        self.pipeline_arn = pipeline.arn
+        self.connection_arn = connection.arn
+        self.project_names = {stage: p.name for stage, p in projects.items()}
+        self.register_outputs({"pipeline_name": pipeline.name, "pipeline_arn": pipeline.arn,
+                               "connection_arn": connection.arn})

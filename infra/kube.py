@@ -1,0 +1,76 @@
+"""Kubernetes building blocks as plain data: kubeconfig, hardened pod and container
+security settings, probes and resources.
+
+Pure functions returning dicts, so the hardening every workload needs (non-root,
+read-only root filesystem, no privilege escalation, all capabilities dropped, seccomp
+RuntimeDefault: checkov CKV_K8S_20/22/23/28/31/37/40) is written once and tested
+without Pulumi.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+NON_ROOT_UID = 10001
+GPU_TAINT_KEY = "nvidia.com/gpu"
+POOL_LABEL = "mlops.platform/pool"
+
+
+def kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str) -> str:
+    """A kubeconfig that authenticates with ``aws eks get-token`` (no static token).
+
+    The exec plugin means whoever runs ``pulumi up`` uses their own AWS identity, and
+    nothing long-lived is stored in state.
+    """
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": cluster_name, "cluster": {
+            "server": endpoint, "certificate-authority-data": ca_data}}],
+        "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
+        "current-context": cluster_name,
+        "users": [{"name": cluster_name, "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
+            "args": ["eks", "get-token", "--cluster-name", cluster_name, "--region", region],
+            "interactiveMode": "Never"}}}],
+    })
+
+
+def pod_security_context() -> dict[str, Any]:
+    """Pod-level hardening: non-root high UID/GID and the runtime's default seccomp."""
+    return {"runAsNonRoot": True, "runAsUser": NON_ROOT_UID, "runAsGroup": NON_ROOT_UID,
+            "fsGroup": NON_ROOT_UID, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def container_security_context() -> dict[str, Any]:
+    """Container-level hardening: read-only root, no escalation, no capabilities."""
+    return {"runAsNonRoot": True, "runAsUser": NON_ROOT_UID, "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True, "privileged": False,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def http_probe(path: str, port: int, *, initial_delay: int, period: int = 10,
+               failure_threshold: int = 3) -> dict[str, Any]:
+    """An HTTP GET probe on ``path``."""
+    return {"httpGet": {"path": path, "port": port}, "initialDelaySeconds": initial_delay,
+            "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failure_threshold}
+
+
+def resources(cpu: str, memory: str, gpus: int = 0) -> dict[str, Any]:
+    """Requests equal to limits (Guaranteed QoS), plus ``nvidia.com/gpu`` when asked.
+
+    GPUs can only be requested as limits; the device plugin sets the request from it.
+    """
+    limits: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    if gpus:
+        limits["nvidia.com/gpu"] = str(gpus)
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": limits}
+
+
+def pool_placement(pool: str) -> dict[str, Any]:
+    """nodeSelector (and, for the GPU pool, the toleration of its taint) for a pod spec."""
+    placement: dict[str, Any] = {"nodeSelector": {POOL_LABEL: pool}}
+    if pool == "gpu":
+        placement["tolerations"] = [{"key": GPU_TAINT_KEY, "operator": "Exists",
+                                     "effect": "NoSchedule"}]
+    return placement

@@ -1,0 +1,305 @@
+"""ModelService: the model server on the cluster, released by canary with automated
+analysis and rollback (Argo Rollouts).
+
+Argo Rollouts and a Prometheus server come from their Helm charts at pinned versions.
+The serving Deployment carries the hardened pod template (non-root, read-only root,
+no capabilities, seccomp, probes on ``/ping``, requests = limits, image by digest,
+GPU toleration and ``nvidia.com/gpu`` limit on the GPU pool); a ``Rollout`` adopts it
+through ``workloadRef`` and owns the replicas, so the Deployment stays at zero and
+checkers see a standard pod spec. The canary sends ``canaryWeight`` % first, bakes
+with background analysis, and rolls back by itself when the ``AnalysisTemplate``'s
+Prometheus queries (the server's own metrics, docs/contracts.md) breach the stack's
+thresholds: 5xx share, p99 latency, prediction-drift PSI. HPA, PDB (minAvailable 1) and
+a NetworkPolicy complete it; the Services are ClusterIP only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import policies
+from infra.common import prop
+from infra.config import ServingSettings
+from infra.gpu_cluster import GpuCluster
+from infra.kube import (container_security_context, http_probe, pod_security_context,
+                        pool_placement, resources)
+
+ARGO_ROLLOUTS_CHART = ("https://argoproj.github.io/argo-helm", "argo-rollouts", "2.41.0")
+PROMETHEUS_CHART = ("https://prometheus-community.github.io/helm-charts", "prometheus", "27.16.0")
+PROMETHEUS_URL = "http://prometheus-server.monitoring.svc.cluster.local:80"
+SERVING_PORT = 8080
+APP = "model-server"
+
+
+@dataclass
+class ModelServiceArgs:
+    """Serving settings, the cluster, the image by digest and the model source."""
+
+    settings: ServingSettings
+    prefix: str
+    stack: str
+    model_name: str
+    image: pulumi.Input[str]
+    mlflow_tracking_uri: pulumi.Input[str]
+    mlflow_admin_user: str
+    mlflow_admin_password: pulumi.Input[str]
+    capture_bucket_arn: pulumi.Input[str]
+    capture_bucket_name: pulumi.Input[str]
+    capture_kms_key_arn: pulumi.Input[str]
+    cluster: GpuCluster
+    vpc_cidr: str
+    is_prod: bool
+    tags: dict[str, str]
+
+
+def mlflow_credentials_file(username: str, password: str) -> str:
+    """``~/.mlflow/credentials`` content (MLflow's client reads it when the environment
+    holds no credentials). It is read with configparser, which interpolates ``%``."""
+    def esc(value: str) -> str:
+        return value.replace("%", "%%")
+
+    return (f"[mlflow]\nmlflow_tracking_username = {esc(username)}\n"
+            f"mlflow_tracking_password = {esc(password)}\n")
+
+
+def analysis_metrics(s: ServingSettings) -> list[dict[str, Any]]:
+    """The canary's three checks as Argo AnalysisTemplate metrics.
+
+    Each query reads only the canary's pods (``rollouts_pod_template_hash``, which the
+    Prometheus pod scrape turns into a label). No traffic gives NaN: that is neither
+    success nor failure (inconclusive), so the rollout pauses for a person instead of
+    promoting a model nobody has exercised.
+    """
+    selector = 'namespace="{{args.namespace}}",rollouts_pod_template_hash="{{args.canary-hash}}"'
+    window = "2m"
+
+    def metric(name: str, query: str, limit: float) -> dict[str, Any]:
+        return {"name": name, "interval": "1m", "failureLimit": 1, "inconclusiveLimit": 3,
+                "successCondition": f"!isNaN(result[0]) && result[0] <= {limit}",
+                "failureCondition": f"!isNaN(result[0]) && result[0] > {limit}",
+                "provider": {"prometheus": {"address": PROMETHEUS_URL, "query": query}}}
+
+    return [
+        metric("error-rate",
+               f'sum(rate(mlserve_requests_total{{{selector},status=~"5.."}}[{window}])) / '
+               f'sum(rate(mlserve_requests_total{{{selector}}}[{window}]))',
+               s.max_error_rate),
+        metric("latency-p99-ms",
+               f"1000 * histogram_quantile(0.99, sum by (le) "
+               f"(rate(mlserve_request_latency_seconds_bucket{{{selector}}}[{window}])))",
+               float(s.max_latency_p99_ms)),
+        metric("prediction-drift-psi",
+               f"max(mlserve_prediction_drift_psi{{{selector}}})", s.max_drift_psi),
+    ]
+
+
+def canary_steps(s: ServingSettings) -> list[dict[str, Any]]:
+    """First ``canary_weight`` %, bake, then half, bake again, then everything.
+
+    Background analysis (started at step 1) watches the whole time; a failed
+    measurement aborts the rollout and Argo scales the stable ReplicaSet back.
+    """
+    half = max(50, s.canary_weight)
+    return [{"setWeight": s.canary_weight}, {"pause": {"duration": f"{s.bake_minutes}m"}},
+            {"setWeight": half}, {"pause": {"duration": f"{max(1, s.bake_minutes // 2)}m"}},
+            {"setWeight": 100}]
+
+
+class ModelService(pulumi.ComponentResource):
+    """Argo Rollouts + Prometheus (Helm), the serving workload, its canary and guards."""
+
+    namespace: pulumi.Output[str]
+    url: pulumi.Output[str]
+    rollout_name: str
+    service_name: str
+
+    def __init__(self, name: str, args: ModelServiceArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:model_service:ModelService", name, None, opts)
+        s = args.settings
+        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider)
+
+        repo, chart, version = ARGO_ROLLOUTS_CHART
+        argo = k8s.helm.v3.Release(
+            f"{name}-argo-rollouts", name="argo-rollouts", chart=chart, version=version,
+            repository_opts={"repo": repo}, namespace="argo-rollouts", create_namespace=True,
+            values={"controller": {"replicas": 2, "nodeSelector": {"mlops.platform/pool": "system"}},
+                    "dashboard": {"enabled": False}},
+            opts=on_cluster)
+        repo, chart, version = PROMETHEUS_CHART
+        prometheus = k8s.helm.v3.Release(
+            f"{name}-prometheus", name="prometheus", chart=chart, version=version,
+            repository_opts={"repo": repo}, namespace="monitoring", create_namespace=True,
+            values={"alertmanager": {"enabled": False},
+                    "prometheus-pushgateway": {"enabled": False},
+                    "prometheus-node-exporter": {"enabled": False},
+                    "server": {"retention": "7d",
+                               "nodeSelector": {"mlops.platform/pool": "system"},
+                               "persistentVolume": {"enabled": True, "size": "20Gi"}}},
+            opts=on_cluster)
+
+        ns = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": s.namespace, "labels": {
+            "pod-security.kubernetes.io/enforce": "restricted"}}, opts=on_cluster)
+        ns_name = ns.metadata.name
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider,
+                                          depends_on=[ns])
+        labels = {"app.kubernetes.io/name": APP, "app.kubernetes.io/instance": args.model_name}
+
+        capture_role = args.cluster.service_account_role(
+            f"{name}-capture-role", namespace=s.namespace, service_account=APP, tags=args.tags,
+            policy_inputs=[args.capture_bucket_arn, args.capture_kms_key_arn],
+            policy=lambda bucket, key: {"Version": "2012-10-17", "Statement":
+                                        policies.s3_read_write(bucket, key, prefix="capture/")},
+            parent=self)
+        k8s.core.v1.ServiceAccount(f"{name}-sa", metadata={
+            "name": APP, "namespace": ns_name,
+            "annotations": {"eks.amazonaws.com/role-arn": capture_role.arn}},
+            automount_service_account_token=False, opts=k8s_opts)
+        # MLflow's client also reads ~/.mlflow/credentials: mounting it as a file keeps
+        # the password out of the environment (CKV_K8S_35).
+        k8s.core.v1.Secret(f"{name}-mlflow-credentials", metadata={
+            "name": "mlflow-credentials", "namespace": ns_name},
+            string_data={"credentials": pulumi.Output.secret(
+                pulumi.Output.from_input(args.mlflow_admin_password).apply(
+                    lambda pw: mlflow_credentials_file(args.mlflow_admin_user, pw)))},
+            opts=k8s_opts)
+
+        gpus = 1 if s.pool == "gpu" else 0
+        container = {
+            "name": "server", "image": args.image,
+            "args": ["--host", "0.0.0.0", "--port", str(SERVING_PORT)],
+            "ports": [{"name": "http", "containerPort": SERVING_PORT}],
+            "env": [
+                {"name": "MODEL_NAME", "value": args.model_name},
+                {"name": "MODEL_ALIAS", "value": "champion"},
+                {"name": "MLFLOW_TRACKING_URI", "value": args.mlflow_tracking_uri},
+                {"name": "CAPTURE_DIR", "value": "/var/capture"},
+                {"name": "CAPTURE_S3_URI", "value": pulumi.Output.concat(
+                    "s3://", args.capture_bucket_name, "/capture/", args.stack, "/", args.model_name)},
+                {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
+                {"name": "HOME", "value": "/tmp"},
+            ],
+            "resources": resources(s.cpu, s.memory, gpus),
+            "readinessProbe": http_probe("/ping", SERVING_PORT, initial_delay=10, period=5),
+            "livenessProbe": http_probe("/ping", SERVING_PORT, initial_delay=60, period=15),
+            "securityContext": container_security_context(),
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                             {"name": "mlflow-credentials", "mountPath": "/tmp/.mlflow",
+                              "readOnly": True},
+                             {"name": "capture", "mountPath": "/var/capture"}],
+        }
+        pod_spec = {
+            "serviceAccountName": APP,
+            # IRSA's webhook mounts its own projected token; the API token is not needed.
+            "automountServiceAccountToken": False,
+            # SageMaker's container contract: SIGTERM, then SIGKILL 30 s later.
+            "terminationGracePeriodSeconds": 30,
+            "securityContext": pod_security_context(),
+            **pool_placement(s.pool),
+            "containers": [container],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+                        {"name": "mlflow-credentials", "secret": {
+                            "secretName": "mlflow-credentials", "defaultMode": 0o440}},
+                        {"name": "capture", "emptyDir": {"sizeLimit": "2Gi"}}],
+        }
+        pod_annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(SERVING_PORT),
+                           "prometheus.io/path": "/metrics"}
+        self.rollout_name = APP
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata={"name": APP, "namespace": ns_name, "labels": labels},
+            # The Rollout owns the pods; this Deployment is its template and stays at 0.
+            spec={"replicas": 0, "selector": {"matchLabels": labels},
+                  "strategy": {"type": "RollingUpdate",
+                               "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                  "minReadySeconds": 10,
+                  "template": {"metadata": {"labels": labels, "annotations": pod_annotations},
+                               "spec": pod_spec}},
+            # The deploy stage moves the image to each new champion's digest; Pulumi must
+            # not move it back on the next `pulumi up`.
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(ignore_changes=[
+                "spec.template.spec.containers[0].image"])))
+
+        self.service_name = APP
+        for svc in (APP, f"{APP}-canary"):
+            k8s.core.v1.Service(f"{name}-svc-{svc}", metadata={
+                "name": svc, "namespace": ns_name, "labels": labels},
+                spec={"type": "ClusterIP", "selector": labels,
+                      "ports": [{"name": "http", "port": 80, "targetPort": SERVING_PORT}]},
+                opts=k8s_opts)
+
+        # Reachable from inside the VPC only (the smoke-test stage runs there): an internal
+        # NLB over all serving pods, source ranges limited to the VPC.
+        internal = k8s.core.v1.Service(f"{name}-svc-internal", metadata={
+            "name": f"{APP}-internal", "namespace": ns_name, "labels": labels,
+            "annotations": {
+                "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+                "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
+                "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}},
+            spec={"type": "LoadBalancer", "selector": labels,
+                  "loadBalancerSourceRanges": [args.vpc_cidr],
+                  "ports": [{"name": "http", "port": 80, "targetPort": SERVING_PORT}]},
+            opts=k8s_opts)
+        self.url = internal.status.apply(
+            lambda st: f"http://{prop(prop(prop(st, 'load_balancer'), 'ingress')[0], 'hostname')}")
+
+        template = k8s.apiextensions.CustomResource(
+            f"{name}-analysis", api_version="argoproj.io/v1alpha1", kind="AnalysisTemplate",
+            metadata={"name": f"{APP}-canary", "namespace": ns_name},
+            spec={"args": [{"name": "namespace"}, {"name": "canary-hash"}],
+                  "metrics": analysis_metrics(s)},
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+                depends_on=[ns, argo, prometheus])))
+        k8s.apiextensions.CustomResource(
+            f"{name}-rollout", api_version="argoproj.io/v1alpha1", kind="Rollout",
+            metadata={"name": APP, "namespace": ns_name, "labels": labels},
+            spec={"replicas": s.min_replicas, "minReadySeconds": 10, "revisionHistoryLimit": 5,
+                  "selector": {"matchLabels": labels},
+                  "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP,
+                                  "scaleDown": "onsuccess"},
+                  "strategy": {"canary": {
+                      "canaryService": f"{APP}-canary", "stableService": APP,
+                      "maxSurge": 1, "maxUnavailable": 0,
+                      "abortScaleDownDelaySeconds": 30,
+                      "analysis": {"templates": [{"templateName": f"{APP}-canary"}],
+                                   "startingStep": 1,
+                                   "args": [{"name": "namespace", "value": s.namespace},
+                                            {"name": "canary-hash", "valueFrom": {
+                                                "podTemplateHashValue": "Latest"}}]},
+                      "steps": canary_steps(s)}}},
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+                depends_on=[ns, argo, deployment, template])))
+
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-hpa", metadata={"name": APP, "namespace": ns_name},
+            spec={"scaleTargetRef": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                                     "name": APP},
+                  "minReplicas": s.min_replicas, "maxReplicas": s.max_replicas,
+                  "metrics": [{"type": "Resource", "resource": {
+                      "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
+                  "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}},
+            opts=k8s_opts)
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb", metadata={"name": APP, "namespace": ns_name},
+            spec={"minAvailable": 1, "selector": {"matchLabels": labels}}, opts=k8s_opts)
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol", metadata={"name": APP, "namespace": ns_name},
+            spec={"podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress", "Egress"],
+                  "ingress": [{"ports": [{"protocol": "TCP", "port": SERVING_PORT}], "from": [
+                      {"podSelector": {}},
+                      {"namespaceSelector": {"matchLabels": {
+                          "kubernetes.io/metadata.name": "monitoring"}}},
+                      {"namespaceSelector": {"matchLabels": {
+                          "mlops.platform/serving-client": "true"}}}]}],
+                  "egress": [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+                             {"ports": [{"protocol": "TCP", "port": 80}],
+                              "to": [{"ipBlock": {"cidr": args.vpc_cidr}}]},
+                             {"ports": [{"protocol": "TCP", "port": 443}]}]},
+            opts=k8s_opts)
+
+        self.namespace = ns_name
+        self.register_outputs({"namespace": ns_name, "rollout": APP, "url": self.url})
