@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -159,9 +160,17 @@ def run(options: ServerOptions) -> int:
         timeout_graceful_shutdown=options.graceful_timeout_s,
         timeout_keep_alive=75,  # above the 60 s idle timeout of AWS load balancers
     )
+    # uvicorn re-raises the stop signal after its graceful shutdown, through the handler
+    # that was installed before it; this one turns that into a clean exit status 0.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _exit_cleanly)
     uvicorn.Server(config).run()
     log.info("stopped")
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
