@@ -178,6 +178,17 @@ def _rebase(artifacts: dict[str, Artifact], old: Path, new: Path) -> dict[str, A
     return {n: Artifact(n, new / a.path.relative_to(old), a.digest) for n, a in artifacts.items()}
 
 
+def _champion_version(tracking_uri: str, config: Any) -> str | None:
+    """The champion now, for the summary of a run that stopped before looking (invalid data)."""
+    from pipeline.registry import current_champion
+
+    try:
+        champion = current_champion(tracking_uri, getattr(config, "model_name", DEFAULT_MODEL_NAME))
+    except Exception:  # noqa: BLE001 - the summary must not turn an outcome into a crash
+        return None
+    return champion.version if champion else None
+
+
 def default_progress(line: str) -> None:
     """Progress lines go to stderr so stdout stays free for machine-readable output."""
     print(line, file=sys.stderr, flush=True)
@@ -213,6 +224,7 @@ def execute(
         for index, step in enumerate(steps, start=1):
             started = time.perf_counter()
             label = f"[{index}/{total}] {step.name}"
+            ctx: StepContext | None = None
             try:
                 if step.locked and not held[0]:
                     locks.enter_context(registry_lock(store.root / "registry.lock"))
@@ -280,6 +292,8 @@ def execute(
                 from pipeline.steps.validate import DataValidationError
 
                 records.append(StepRecord(step.name, "failed", time.perf_counter() - started))
+                if ctx is not None:
+                    outcome.update(ctx.outcome_changes)
                 if isinstance(exc, (DataLoadError, DataValidationError)):
                     outcome.update({"exit_code": ExitCode.INVALID_DATA, "status": "invalid_data", "message": str(exc)})
                 else:
@@ -293,6 +307,8 @@ def execute(
             progress(f"{label}: {state} ({records[-1].seconds:.1f}s)")
     if outcome.status == "running":
         outcome.status = "completed"
+    if outcome.champion_version is None and outcome.exit_code != ExitCode.ERROR:
+        outcome.champion_version = _champion_version(tracking_uri, config)
     return RunResult(
         exit_code=outcome.exit_code,
         status=outcome.status,
