@@ -1,0 +1,120 @@
+"""Local deploy: serve the new champion on 127.0.0.1, smoke-test it, roll back on failure.
+
+The pipeline run calls :func:`deploy` after *register* has moved ``champion``. It starts
+the real server (``python -m serving``, the image's entry point) on
+``models:/NAME@champion`` at a free loopback port, runs the smoke test
+(:mod:`pipeline.steps.smoke_test`), stops the server, and when any check fails moves
+``champion`` back to the previous version, or deletes it when there was none, and says
+so in the result. Rollback is one ``set_registered_model_alias`` (or delete) call, as
+docs/contracts.md ("The model") asks. The deploy-time server captures nothing, so smoke
+traffic never reaches the monitors.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.steps.smoke_test import SmokeCheck, known_prediction, run_smoke_test
+from serving.process import ServerStartError, running_server
+
+log = logging.getLogger("pipeline.deploy")
+
+SMOKE_TAG = "deploy_smoke_test"
+"""Model version tag recording the local deploy's verdict (``passed``/``failed``)."""
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What the deploy did: verdict, each check, any rollback, where the server logged."""
+
+    passed: bool
+    model_name: str
+    version: str
+    checks: tuple[SmokeCheck, ...]
+    rolled_back_to: str | None
+    alias_deleted: bool
+    url: str | None
+    log_path: Path
+    message: str
+
+
+def _roll_back(tracking_uri: str, model_name: str, alias: str, new_version: str, previous: str | None) -> tuple[str | None, bool, str]:
+    """Move ``alias`` back to ``previous`` (or delete it); returns (target, deleted, note)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        current = str(client.get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        current = None
+    if current != str(new_version):
+        # Someone moved the alias since register; rolling back would clobber their move.
+        return None, False, f"'{alias}' now points at version {current}, not {new_version}: left as it is"
+    if previous is not None:
+        client.set_registered_model_alias(model_name, alias, str(previous))
+        return str(previous), False, f"'{alias}' moved back to version {previous}"
+    client.delete_registered_model_alias(model_name, alias)
+    return None, True, f"'{alias}' deleted (there was no previous champion)"
+
+
+def deploy(
+    tracking_uri: str,
+    model_name: str,
+    new_version: str,
+    previous_version: str | None,
+    *,
+    alias: str = "champion",
+    log_dir: Path | None = None,
+    startup_timeout_s: float = 120.0,
+    server_args: Sequence[str] = (),
+) -> DeployResult:
+    """Deploy ``new_version`` (already the ``alias`` target) locally and smoke-test it.
+
+    Needs the registry at ``tracking_uri``; gives a :class:`DeployResult` and never
+    raises for a failed deploy (it rolls back instead); ``server_args`` pass through to
+    ``python -m serving``. ``passed`` false means ``ExitCode.DEPLOY_FAILED``."""
+    from mlflow.tracking import MlflowClient
+
+    new_version = str(new_version)
+    log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="deploy-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"serve-{model_name}-v{new_version}.log"
+    checks: list[SmokeCheck] = []
+    url = None
+    try:
+        expected = known_prediction(tracking_uri, model_name, new_version)
+        checks.append(SmokeCheck("known_input", True, f"{len(expected.probabilities)} rows scored offline"))
+    except Exception as exc:  # any failure to score offline fails the deploy, with the reason
+        expected = None
+        checks.append(SmokeCheck("known_input", False, f"cannot score the input example offline: {type(exc).__name__}: {exc}"))
+    if expected is not None:
+        try:
+            with running_server(
+                f"models:/{model_name}@{alias}",
+                tracking_uri=tracking_uri,
+                extra_args=list(server_args),
+                log_path=log_path,
+                startup_timeout_s=startup_timeout_s,
+            ) as server:
+                url = server.url
+                checks.append(SmokeCheck("server_start", True, f"healthy at {server.url}"))
+                checks.extend(run_smoke_test(server.url, expected, model_name, new_version).checks)
+        except ServerStartError as exc:
+            checks.append(SmokeCheck("server_start", False, str(exc).splitlines()[0]))
+    passed = all(check.passed for check in checks)
+    MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).set_model_version_tag(
+        model_name, new_version, SMOKE_TAG, "passed" if passed else "failed"
+    )
+    if passed:
+        message = f"{model_name} version {new_version} deployed locally and passed {len(checks)} smoke checks"
+        return DeployResult(True, model_name, new_version, tuple(checks), None, False, url, log_path, message)
+    failed = ", ".join(check.name for check in checks if not check.passed)
+    target, deleted, note = _roll_back(tracking_uri, model_name, alias, new_version, previous_version)
+    message = f"{model_name} version {new_version} failed the smoke test ({failed}); rolled back: {note}"
+    log.error(message)
+    return DeployResult(False, model_name, new_version, tuple(checks), target, deleted, url, log_path, message)
