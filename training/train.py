@@ -95,8 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_hyperparameters(args: argparse.Namespace, json_path: Path = HYPERPARAMETERS_JSON) -> Hyperparameters:
+def resolve_hyperparameters(args: argparse.Namespace, json_path: Path | None = None) -> Hyperparameters:
     """Hyperparameters from SageMaker's JSON file when present, overridden by explicit CLI arguments."""
+    json_path = json_path or HYPERPARAMETERS_JSON
     values: dict[str, Any] = {}
     if json_path.is_file():
         # SageMaker writes every value as a JSON string, with dashes or underscores as given.

@@ -242,10 +242,33 @@ RUNNERS = {
 }
 
 
+def allowed_params(name: str) -> set[str]:
+    """The ``--param`` keys step ``name`` understands; anything else is a usage error."""
+    from pipeline.steps.gate import GateThresholds
+    from pipeline.steps.split import SplitParams
+    from pipeline.steps.validate import ValidationThresholds
+    from training.model import Hyperparameters
+
+    registry = {"tracking_uri", "model_name"}
+    return {
+        "validate": set(ValidationThresholds.__dataclass_fields__),
+        "split": set(SplitParams.__dataclass_fields__),
+        "train": set(Hyperparameters.__dataclass_fields__),
+        "evaluate": set(GateThresholds.__dataclass_fields__) | registry,
+        "gate": set(GateThresholds.__dataclass_fields__) | registry,
+        "register": registry | {"git_commit", "image_digest"},
+    }[name]
+
+
 def step_command(args: argparse.Namespace) -> int:
     """Run the named step; usage problems exit 2, unexpected errors 1, with a message."""
     try:
         params = _params(args.param)
+        unknown = sorted(set(params) - allowed_params(args.name))
+        if unknown:
+            raise StepUsageError(
+                f"unknown --param {', '.join(unknown)}; known: {', '.join(sorted(allowed_params(args.name)))}"
+            )
         args.output.mkdir(parents=True, exist_ok=True)
         code = RUNNERS[args.name](list(args.inputs), args.output, params)
     except (StepUsageError, ValueError, FileNotFoundError) as exc:
