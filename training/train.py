@@ -111,6 +111,10 @@ def resolve_hyperparameters(args: argparse.Namespace, json_path: Path | None = N
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: read the channels, train, write the model; 0 on success."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        # `docker run IMAGE train` passes the word through when train is an entrypoint.
+        argv = argv[1:]
     args = _parser().parse_args(argv)
     if args.train is None:
         print("no training channel: set SM_CHANNEL_TRAIN or pass --train", file=sys.stderr)
