@@ -66,7 +66,7 @@ def join_labels(window: CaptureWindow, labels: pd.DataFrame, *, source: str = ""
     rows = pd.to_numeric(labels["row"].str.strip(), errors="coerce")
     values = pd.to_numeric(labels["label"].str.strip(), errors="coerce")
     ids = labels["request_id"].str.strip()
-    valid = rows.notna() & (rows >= 0) & (rows == rows.round()) & values.isin([0, 1]) & (ids != "")
+    valid = rows.notna() & np.isfinite(rows) & (rows >= 0) & (rows == rows.round()) & values.isin([0, 1]) & (ids != "")
     joined.malformed = int((~valid).sum())
     clean = pd.DataFrame({"request_id": ids[valid], "row": rows[valid].astype(np.int64), "label": values[valid].astype(np.int64)})
     keyed = clean.drop_duplicates(subset=["request_id", "row"], keep="last")

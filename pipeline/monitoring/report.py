@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import pandas as pd
 
 from pipeline.monitoring.analysis import MonitorResult
 from pipeline.monitoring.drift import PREDICTION, FeatureDrift, category_buckets
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MAX_FEATURE_PLOTS: Final = 14
 
@@ -36,7 +39,8 @@ def report_folder(reports_dir: Path, result: MonitorResult) -> Path:
     return folder
 
 
-def _figure(width: float = 7.0, height: float = 4.0):  # noqa: ANN202 - matplotlib types are heavy to import
+def _figure(width: float = 7.0, height: float = 4.0) -> Figure:
+    """A figure on the Agg canvas (matplotlib is imported here, on first plot)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

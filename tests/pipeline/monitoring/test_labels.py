@@ -32,12 +32,13 @@ def test_labels_land_on_their_rows_and_strays_are_counted(window, tmp_path: Path
         "a,7,1\n"  # request known, row not
         "a,1,2\n"  # label not 0/1
         "a,x,1\n"  # row not a number
+        "a,inf,1\n"  # row not finite
     )
     joined = join_labels(window, read_labels(csv), source=str(csv))
     assert joined.labels[[0, 2, 3]].tolist() == [1.0, 0.0, 0.0]
     assert np.isnan(joined.labels[1])
-    assert joined.matched == 3 and joined.label_lines == 9
-    assert joined.duplicates == 1 and joined.malformed == 2
+    assert joined.matched == 3 and joined.label_lines == 10
+    assert joined.duplicates == 1 and joined.malformed == 3
     assert joined.unknown_request_ids == 2 and joined.unknown_request_examples == ["ghost", "phantom"]
     assert joined.unknown_rows == 1
 

@@ -91,3 +91,25 @@ def test_prometheus_textfile_has_every_documented_metric(drifted: MonitorResult,
     assert score.labels == {"model_name": "adult-income", "model_version": "1"}
     assert score.value == pytest.approx(drifted.feature_drift_score)
     assert np.isfinite(families["mlmonitor_live_roc_auc"].samples[0].value)
+
+
+@mock_aws
+def test_every_monitoring_alarm_watches_a_metric_the_monitor_publishes(drifted: MonitorResult) -> None:
+    """The Monitoring component's alarm specs (infra/monitoring.py) against what lands in
+    CloudWatch: same namespace, metric name and dimension set, for every monitor alarm."""
+    from infra.config import AlarmSettings
+    from infra.monitoring import alarm_specs
+
+    settings = AlarmSettings(errors_5xx=1, errors_4xx=10, latency_p99_ms=500, feature_drift_psi=0.2,
+                             prediction_drift_psi=0.2, performance_drop=0.05, gpu_idle_minutes=30,
+                             email="", retrain_on_drift=True)
+    specs = [s for s in alarm_specs(settings, model_name="adult-income", stack="prod", cluster_name="c")
+             if s.namespace == metric_names.MONITORING_NAMESPACE]
+    assert specs, "the Monitoring component defines no monitor alarms"
+    publish_cloudwatch(cloudwatch_datums(drifted, stack="prod", timestamp=NOW), region="us-east-1")
+    published = {
+        (m["Namespace"], m["MetricName"], frozenset((d["Name"], d["Value"]) for d in m["Dimensions"]))
+        for m in boto3.client("cloudwatch", region_name="us-east-1").list_metrics()["Metrics"]
+    }
+    for spec in specs:
+        assert (spec.namespace, spec.metric, frozenset(spec.dimensions.items())) in published, spec.key
