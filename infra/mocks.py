@@ -27,11 +27,18 @@ ACCOUNT_ID = "123456789012"
 PROJECT = "gpu-mlops-platform"
 
 
+_SECRET_SIG = "4dabf18193072939515e22adb298388d"
+"""Pulumi's wire signature for a secret value ({sig: "1b47...", "value": ...})."""
+
+
 def normalize(value: Any) -> Any:
-    """Integral floats back to ints: the mock runtime carries every number as a double
-    (protobuf ``Value``), and checkers compare ``runAsUser`` or ports as integers."""
+    """Plain values as the program meant them: secrets unwrapped (the writers redact
+    them), and integral floats back to ints, because the mock runtime carries every
+    number as a protobuf double while checkers compare ``runAsUser`` or ports as ints."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
+    if isinstance(value, dict) and _SECRET_SIG in value:
+        return normalize(value.get("value"))
     if isinstance(value, dict):
         return {k: normalize(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -39,23 +39,24 @@ def _default_compiler() -> Compiler:
 
 
 def definition_builder(settings: Settings, *, compiler: Compiler | None, pipeline_name: str,
-                       training_image: pulumi.Input[str], serving_image: pulumi.Input[str],
+                       training_image: pulumi.Input[str],
                        bucket_name: pulumi.Input[str], kms_key_arn: pulumi.Input[str],
                        tracking_uri: pulumi.Input[str],
                        subnet_ids: list[pulumi.Input[str]]) -> Callable[[str, str], pulumi.Output[str]]:
     """A (role_arn, security_group_id) -> definition builder for TrainingPipeline.
 
-    Validation, split, gate and registration run the serving image (it carries the
-    ``pipeline`` package); training runs the training image on the stack's GPU type.
+    Every step runs the training image: processing steps run ``python -m pipeline step``
+    (the image carries the ``pipeline`` package), training runs on the stack's GPU type.
+    The serving image is not used here: it holds only the server.
     """
     def build(role_arn: str, security_group_id: str) -> pulumi.Output[str]:
         def compile_now(values: list[Any]) -> str:
             from pipeline.sagemaker_compiler import PipelineSpec
 
-            training, serving, bucket, key, uri, *subnets = values
+            training, bucket, key, uri, *subnets = values
             spec = PipelineSpec(
                 pipeline_name=pipeline_name, role_arn=role_arn,
-                processing_image_uri=serving, training_image_uri=training,
+                processing_image_uri=training, training_image_uri=training,
                 gpu_instance_type=settings.training_instance_type,
                 processing_instance_type=PROCESSING_INSTANCE_TYPE,
                 data_s3_uri=f"s3://{bucket}/datasets/{settings.model_name}/",
@@ -64,7 +65,7 @@ def definition_builder(settings: Settings, *, compiler: Compiler | None, pipelin
                 subnet_ids=tuple(subnets), security_group_ids=(security_group_id,))
             return (compiler or _default_compiler())(spec)
 
-        return pulumi.Output.all(training_image, serving_image, bucket_name, kms_key_arn,
+        return pulumi.Output.all(training_image, bucket_name, kms_key_arn,
                                  tracking_uri, *subnet_ids).apply(compile_now)
 
     return build
@@ -103,12 +104,11 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
         definition=definition_builder(
             settings, compiler=compiler, pipeline_name=training_name,
             training_image=registry.repo_digests["training"],
-            serving_image=registry.repo_digests["serving"],
             bucket_name=mlflow.artifact_bucket_name, kms_key_arn=mlflow.kms_key_arn,
             tracking_uri=mlflow.tracking_uri, subnet_ids=list(network.private_subnet_ids)),
         prefix=prefix, region=settings.region, account_id=account_id,
         bucket_arn=mlflow.artifact_bucket_arn, kms_key_arn=mlflow.kms_key_arn,
-        repository_arns=registry.arns(["training", "serving"]),
+        repository_arns=registry.arns(["training"]),
         credentials_secret_arn=mlflow.credentials_secret_arn, vpc_id=network.vpc_id,
         vpc_cidr=network.vpc_cidr, tags=tags))
     service = ModelService(f"{prefix}-serving", ModelServiceArgs(

@@ -26,17 +26,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """One image: its Dockerfile and the paths whose content decides its tag."""
+    """One image: its Dockerfile and the paths it COPYs (their content decides its tag)."""
 
     dockerfile: str
     context_paths: tuple[str, ...]
 
 
 DEFAULT_IMAGES: dict[str, ImageSpec] = {
-    "training": ImageSpec("training/Dockerfile",
-                          ("training", "pipeline", "pyproject.toml", "requirements.lock")),
-    "serving": ImageSpec("serving/Dockerfile",
-                         ("serving", "pipeline", "pyproject.toml", "requirements.lock")),
+    "training": ImageSpec("training/Dockerfile", ("training", "pipeline", "requirements.lock")),
+    "serving": ImageSpec("serving/Dockerfile", ("serving", "requirements.lock")),
     "mlflow": ImageSpec("infra/mlflow/Dockerfile", ("infra/mlflow",)),
 }
 

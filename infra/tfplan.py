@@ -81,6 +81,9 @@ PLURAL_BLOCKS: dict[str, str] = {
 }
 """Pulumi pluralises repeated Terraform blocks; checkov reads Terraform's singular names."""
 
+SECRET_ATTRIBUTES = frozenset({"secret_string", "password", "secret_binary"})
+"""Attributes written as ``<redacted>``: the plan is for reading, not for secrets."""
+
 _OPAQUE_KEYS = frozenset({"tags", "tags_all", "dimensions", "labels", "configuration",
                           "values", "triggers_replace"})
 """Maps whose keys are data (tag names, dimension names), not schema: keep them verbatim."""
@@ -148,6 +151,8 @@ def terraform_plan(resources: Iterable[Any]) -> dict[str, Any]:
         address = f"{tf_type}.{name}"
         values = convert_value({**r.outputs, **r.inputs})
         values["id"] = r.id
+        for secret in SECRET_ATTRIBUTES & values.keys():
+            values[secret] = "<redacted>"
         expressions = _expressions(values, by_value, address) or {}
         planned.append({"address": address, "mode": "managed", "type": tf_type, "name": name,
                         "provider_name": "registry.terraform.io/hashicorp/aws",

@@ -31,7 +31,7 @@ def main() -> None:
     secret = json.loads(boto3.client("secretsmanager").get_secret_value(
         SecretId=_required("MLFLOW_DB_SECRET_ARN"))["SecretString"])
     # RDS enforces TLS (rds.force_ssl=1); require it from the client side as well.
-    backend = (f"postgresql+psycopg2://{quote(secret['username'])}:{quote(secret['password'])}"
+    backend = (f"postgresql+psycopg2://{quote(secret['username'], safe='')}:{quote(secret['password'], safe='')}"
                f"@{host}:5432/{db_name}?sslmode=require")
     admin_dir = Path(_required("MLFLOW_ADMIN_CREDENTIALS_DIR"))
     auth_config = Path("/tmp/basic_auth.ini")
