@@ -95,7 +95,7 @@ def add_parser(subparsers: Any) -> None:
     rehearse.add_argument("--image", action="append", default=[], metavar="REPOSITORY:TAG", help="(with --endpoint-url) ECR image whose scan must pass")
     rehearse.add_argument("--sagemaker-pipeline", default=None, help="(with --endpoint-url) SageMaker pipeline to start and wait for")
     rehearse.add_argument("--alarm", action="append", default=[], help="(with --endpoint-url) alarm that rolls back the canary when it fires")
-    rehearse.add_argument("--replay-requests", type=int, default=120)
+    rehearse.add_argument("--replay-requests", type=int, default=200)
     rehearse.set_defaults(func=rehearse_command)
 
 
@@ -264,7 +264,8 @@ def _deploy_local(args: argparse.Namespace, tracking_uri: str) -> int:
     )
     print(result.verdict.render())
     if result.rolled_back:
-        return _finish(args, "deploy", ExitCode.DEPLOY_FAILED, "; ".join(result.verdict.reasons) + f"; {result.registry_action}")
+        why = "; ".join(result.verdict.reasons) or f"smoke test failed: {result.smoke}"
+        return _finish(args, "deploy", ExitCode.DEPLOY_FAILED, f"{why}; {result.registry_action}")
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     state[args.model_name] = champion.version
     state_file.write_text(json.dumps(state, indent=2) + "\n")

@@ -149,7 +149,7 @@ def analyse_canary(samples: Sequence[BakeSample], config: CanaryConfig, firing_a
     if len(drifted) > config.failure_limit:
         reasons.append(f"prediction drift PSI {max(drifted):.3f} above {config.max_drift_psi:.3f} in {len(drifted)} of {len(samples)} windows")
     if config.require_drift and not drifts and total:
-        reasons.append("the canary reported no prediction-drift score (model version without a monitoring baseline?)")
+        reasons.append("the canary reported no prediction-drift score (too few rows scored for the server to compute PSI, or a model version without a monitoring baseline)")
     reasons += [f"alarm {name} fired during the bake" for name in firing_alarms]
     return CanaryVerdict(promote=not reasons, reasons=tuple(reasons), summary=summary)
 

@@ -30,7 +30,8 @@ from pipeline.delivery.canary import BakeSample, CanaryConfig, CanaryVerdict, an
 
 @dataclass(frozen=True)
 class LocalCanaryResult:
-    """The verdict, per-window samples of both servers, and what happened to the alias."""
+    """The analysis verdict, per-window samples of both servers, the smoke test's result
+    (None when it did not run) and what happened to the alias."""
 
     verdict: CanaryVerdict
     canary_samples: tuple[BakeSample, ...]
@@ -161,7 +162,8 @@ def run_local_canary(
 
     ``smoke_test(url, version)`` (optional) runs against the canary after a promote
     verdict, while the stable server still runs; it returns an object with ``passed``
-    and a rendering (``str``), and a failure rolls back like a failed analysis.
+    and a rendering (``str``); a failure rolls back like a failed analysis, with the
+    analysis verdict kept as it was so the report says which of the two refused.
     The alias is only ever moved back here, never forward: the pipeline run promoted it.
     """
     if windows < 1 or not requests:
@@ -195,12 +197,8 @@ def run_local_canary(
             if check_alarms:
                 fired += [a for a in check_alarms() if a not in fired]
         verdict = analyse_canary(canary_samples, config, fired)
-        smoke = None
-        if verdict.promote and smoke_test is not None:
-            smoke = smoke_test(canary.url, new_version)
-            if not getattr(smoke, "passed", False):
-                verdict = CanaryVerdict(False, (f"smoke test failed on v{new_version}: {smoke}",), verdict.summary)
-        if verdict.promote:
+        smoke = smoke_test(canary.url, new_version) if verdict.promote and smoke_test is not None else None
+        if verdict.promote and (smoke is None or getattr(smoke, "passed", False)):
             return LocalCanaryResult(verdict, tuple(canary_samples), tuple(stable_samples), False, f"{model_name}@champion stays on version {new_version}", None, smoke, tuple(notes))
         # Both servers stay up until the alias is back, then the stack stops them.
         action = registry.restore_champion(tracking_uri, model_name, previous_version)

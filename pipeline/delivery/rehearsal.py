@@ -53,7 +53,7 @@ class RehearsalConfig:
     canary: CanaryConfig
     replay_data: Path
     log_dir: Path
-    replay_requests: int = 120
+    replay_requests: int = 200
     windows: int = 3
     aws_endpoint: str | None = None
     images: Sequence[tuple[str, str]] = ()

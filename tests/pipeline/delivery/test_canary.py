@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pipeline.delivery import canary, local_canary, registry
+from pipeline.delivery import canary, local_canary
 from pipeline.schema import REPO_ROOT
 
 CONFIG = canary.CanaryConfig(weight_percent=25, bake_s=60, max_error_rate=0.02, max_latency_p99_ms=800, max_drift_psi=0.25, min_requests=20)
@@ -97,60 +96,3 @@ def test_metrics_parsing_and_windows() -> None:
 def test_split_sends_the_configured_share_evenly() -> None:
     picks = [local_canary.goes_to_canary(i, 25) for i in range(100)]
     assert sum(picks) == 25 and picks[:8] == [False, False, False, True, False, False, False, True]
-
-
-# --- the local driver: real servers -------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """adult-income v1 and v2 (both with monitoring baselines); champion on v2, as a
-    pipeline run that just promoted v2 leaves it."""
-    from tests.serving.model_factory import train_and_register
-
-    store = tmp_path_factory.mktemp("canary-store")
-    first = train_and_register(store, rows=2000, seed=1)
-    second = train_and_register(store, rows=2000, seed=2)
-    return first, second
-
-
-def reset_champion(fixture: Any) -> None:
-    from mlflow import MlflowClient
-
-    MlflowClient(fixture.tracking_uri, registry_uri=fixture.tracking_uri).set_registered_model_alias("adult-income", "champion", "2")
-
-
-@pytest.mark.slow
-def test_local_canary_promotes_a_healthy_version(two_versions: Any, tmp_path: Path) -> None:
-    first, second = two_versions
-    reset_champion(first)
-    result = local_canary.run_local_canary(
-        tracking_uri=first.tracking_uri, model_name="adult-income", new_version=second.version, previous_version=first.version,
-        requests=local_canary.replay_requests(REPO_ROOT / "data" / "adult.csv.gz", 120), config=CONFIG, log_dir=tmp_path,
-    )
-    assert result.verdict.promote, result.verdict.render()
-    assert not result.rolled_back
-    assert sum(s.requests for s in result.canary_samples) == 30
-    assert sum(s.requests for s in result.stable_samples) == 90
-    assert registry.current_champion(first.tracking_uri, "adult-income").version == "2"  # type: ignore[union-attr]
-
-
-@pytest.mark.slow
-def test_local_canary_rolls_back_when_an_alarm_fires(two_versions: Any, tmp_path: Path) -> None:
-    first, second = two_versions
-    reset_champion(first)
-    calls: list[int] = []
-
-    def alarm() -> list[str]:
-        calls.append(1)
-        return ["mlops-dev-serving-latency-p99"] if len(calls) >= 2 else []
-
-    result = local_canary.run_local_canary(
-        tracking_uri=first.tracking_uri, model_name="adult-income", new_version=second.version, previous_version=first.version,
-        requests=local_canary.replay_requests(REPO_ROOT / "data" / "adult.csv.gz", 60), config=CONFIG, log_dir=tmp_path,
-        check_alarms=alarm,
-    )
-    assert not result.verdict.promote and result.rolled_back
-    assert any("mlops-dev-serving-latency-p99" in r for r in result.verdict.reasons)
-    assert result.stable_still_serving is True
-    assert registry.current_champion(first.tracking_uri, "adult-income").version == "1"  # type: ignore[union-attr]
