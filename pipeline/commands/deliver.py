@@ -66,6 +66,7 @@ def add_parser(subparsers: Any) -> None:
     deploy.add_argument("--rollout", default=os.environ.get("ROLLOUT_NAME", "model-server"))
     deploy.add_argument("--namespace", default=os.environ.get("SERVING_NAMESPACE", "serving"))
     deploy.add_argument("--container", default="server")
+    deploy.add_argument("--template-kind", choices=("deployment", "rollout"), default="deployment", help="object holding the pod template: the Rollout's workloadRef Deployment (ModelService) or the Rollout itself")
     deploy.add_argument("--images", type=Path, default=None, help="images.json from build-images (the serving image digest)")
     deploy.add_argument("--image", default=None, help="serving image by digest (overrides the version's image_digest tag)")
     deploy.add_argument("--alarm", action="append", default=[], help="CloudWatch alarm that aborts the canary when it fires (repeatable)")
@@ -231,7 +232,7 @@ def deploy_command(args: argparse.Namespace) -> int:
     try:
         result = deploy_champion_to_cluster(
             tracking_uri=tracking_uri, model_name=args.model_name,
-            target=RolloutTarget(name=args.rollout, namespace=args.namespace, container=args.container),
+            target=RolloutTarget(name=args.rollout, namespace=args.namespace, container=args.container, template_kind=args.template_kind),
             timeout_s=timeout, poll_s=args.poll_s, image=args.image or _read_images(args.images).get("serving"),
             check_alarms=check_alarms if args.alarm else None,
         )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pipeline.delivery import registry
 from pipeline.delivery.errors import StageFailed
-from pipeline.delivery.rollout import RolloutTarget, Serving, apply_serving, get_rollout, kubectl, serving_of, watch_rollout
+from pipeline.delivery.rollout import RolloutTarget, Serving, apply_serving, get_template_owner, kubectl, pod_hash, serving_of, watch_rollout
 from pipeline.exit_codes import ExitCode
 
 
@@ -53,16 +53,18 @@ def deploy_champion_to_cluster(
     champion = registry.current_champion(tracking_uri, model_name)
     if champion is None:
         raise StageFailed("deploy", f"{model_name} has no champion alias: nothing was ever promoted")
-    before = serving_of(get_rollout(target, run), target)
+    before = serving_of(get_template_owner(target, run), target, run)
     if (before.model_name, before.model_version) == (model_name, champion.version):
         return DeployResult("nothing-to-do", f"{model_name} v{champion.version} is already serving; champion did not move", champion.version, before.model_version)
     new_image = image or champion.image_digest
     if not new_image:
         raise StageFailed("deploy", f"{model_name} v{champion.version} has no image_digest tag and no --image was given")
+    old_hash = pod_hash(target, run)
     apply_serving(target, Serving(model_name, champion.version, new_image), run)
-    outcome = watch_rollout(target, timeout_s=timeout_s, poll_s=poll_s, run=run, check_alarms=check_alarms, sleep=sleep, clock=clock)
+    outcome = watch_rollout(target, previous_pod_hash=old_hash, timeout_s=timeout_s, poll_s=poll_s, run=run, check_alarms=check_alarms, sleep=sleep, clock=clock)
     if outcome.state == "healthy":
         return DeployResult("promoted", f"{model_name} v{champion.version} is serving ({new_image})", champion.version, before.model_version)
+    # Restored pinned to what served, so a later pod restart cannot pick up the new alias.
     apply_serving(target, before, run)
     previous = before.model_version if before.model_name == model_name else None
     restored = registry.restore_champion(tracking_uri, model_name, previous)

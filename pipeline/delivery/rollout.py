@@ -1,13 +1,17 @@
 """The cluster's canary: point the Argo Rollout at the new champion and watch it.
 
-The ModelService component runs the server as an Argo Rollouts ``Rollout`` whose canary
-steps (first weight, bake pause, analysis) and ``AnalysisTemplate`` live on the
-cluster; Argo does the traffic split and aborts on a failed analysis. This driver does
-the parts that belong to delivery: it reads what the Rollout serves (the container's
-``MODEL_URI`` env, always a pinned ``models:/NAME/VERSION``, and its image), updates
-both to the new champion with one JSON patch, polls the Rollout's status until it is
-Healthy on the new revision or aborted/degraded, and on abort patches the spec back to
-what was serving so the workload and the registry alias end where they began.
+The ModelService component (infra/model_service.py) runs the server as an Argo Rollouts
+``Rollout`` that adopts the pod template of a Deployment of the same name through
+``workloadRef``; its canary steps (first weight, bake pause, analysis) and
+``AnalysisTemplate`` live on the cluster, and Argo does the traffic split and aborts on
+a failed analysis. This driver does the parts that belong to delivery: it reads what is
+serving (the container's pinned ``MODEL_URI``, or, before the first automated deploy
+when the pods follow ``MODEL_ALIAS=champion``, the stable Service's ``/version``
+through the API server's service proxy) and the image; points the template at the new
+champion (a pinned ``models:/NAME/VERSION`` and the image digest) with one JSON patch;
+polls the Rollout until it is Healthy on the new pod hash or aborted; and on abort
+patches the template back, pinned to what was serving, so the workload and the
+registry alias end where they began.
 kubectl is a subprocess (``kubectl`` on PATH, or ``$KUBECTL``), so the same calls run
 from CodeBuild and from a laptop, and tests put a recording fake kubectl on PATH.
 """
@@ -33,11 +37,22 @@ class KubectlError(RuntimeError):
 
 @dataclass(frozen=True)
 class RolloutTarget:
-    """Which Rollout and container serve the model."""
+    """Which Rollout serves the model, which object holds its pod template, which container.
+
+    ``template_kind`` is ``deployment`` when the Rollout uses ``workloadRef`` (the
+    ModelService's shape: Deployment and Rollout share ``name``) or ``rollout`` when
+    the template is inline. ``port`` is the stable Service's port for ``/version``.
+    """
 
     name: str = "model-server"
     namespace: str = "serving"
     container: str = "server"
+    template_kind: str = "deployment"
+    port: int = 8080
+
+    def __post_init__(self) -> None:
+        if self.template_kind not in ("deployment", "rollout"):
+            raise ValueError(f"template_kind must be deployment or rollout, got {self.template_kind!r}")
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,20 @@ def get_rollout(target: RolloutTarget, run: Callable[..., str] = kubectl) -> dic
     return json.loads(run(["-n", target.namespace, "get", "rollout", target.name, "-o", "json"]))
 
 
+def get_template_owner(target: RolloutTarget, run: Callable[..., str] = kubectl) -> dict[str, Any]:
+    """The object holding the pod template (the workloadRef Deployment, or the Rollout)."""
+    return json.loads(run(["-n", target.namespace, "get", target.template_kind, target.name, "-o", "json"]))
+
+
+def served_version(target: RolloutTarget, run: Callable[..., str] = kubectl) -> str:
+    """The model version the stable Service answers with, via the API server's proxy."""
+    path = f"/api/v1/namespaces/{target.namespace}/services/{target.name}:{target.port}/proxy/version"
+    version = json.loads(run(["get", "--raw", path])).get("model_version")
+    if not version:
+        raise ValueError(f"{path} did not report a model_version")
+    return str(version)
+
+
 def _container(rollout: dict[str, Any], target: RolloutTarget) -> tuple[int, dict[str, Any]]:
     containers = rollout.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
     for index, container in enumerate(containers):
@@ -83,17 +112,26 @@ def _container(rollout: dict[str, Any], target: RolloutTarget) -> tuple[int, dic
     raise LookupError(f"rollout {target.namespace}/{target.name} has no container {target.container!r}")
 
 
-def serving_of(rollout: dict[str, Any], target: RolloutTarget) -> Serving:
-    """What the Rollout's spec serves, from the container's ``MODEL_URI`` and image."""
-    _, container = _container(rollout, target)
+def serving_of(owner: dict[str, Any], target: RolloutTarget, run: Callable[..., str] = kubectl) -> Serving:
+    """What the template serves: its pinned ``MODEL_URI``, else the live stable version.
+
+    Pods that follow ``MODEL_NAME`` + ``MODEL_ALIAS`` (before the first automated
+    deploy) load whatever the alias named when they started, so the spec cannot say;
+    the stable Service's ``/version`` can.
+    """
+    _, container = _container(owner, target)
     env = {e.get("name"): e.get("value") for e in container.get("env", [])}
     match = _MODEL_URI.match(str(env.get("MODEL_URI") or ""))
-    if not match:
-        raise ValueError(f"rollout {target.name}: MODEL_URI {env.get('MODEL_URI')!r} is not a pinned models:/NAME/VERSION")
-    return Serving(match["name"], match["version"], str(container.get("image", "")))
+    if match:
+        return Serving(match["name"], match["version"], str(container.get("image", "")))
+    if env.get("MODEL_URI"):
+        raise ValueError(f"{target.template_kind} {target.name}: MODEL_URI {env['MODEL_URI']!r} is not models:/NAME/VERSION")
+    if not env.get("MODEL_NAME"):
+        raise ValueError(f"{target.template_kind} {target.name}: container {target.container!r} sets neither MODEL_URI nor MODEL_NAME")
+    return Serving(str(env["MODEL_NAME"]), served_version(target, run), str(container.get("image", "")))
 
 
-def patch_for(rollout: dict[str, Any], target: RolloutTarget, serving: Serving) -> list[dict[str, Any]]:
+def patch_for(owner: dict[str, Any], target: RolloutTarget, serving: Serving) -> list[dict[str, Any]]:
     """The JSON patch that points the Rollout at ``serving``, and nothing else.
 
     A JSON patch (not a merge patch) because a merge patch on a custom resource
@@ -102,7 +140,7 @@ def patch_for(rollout: dict[str, Any], target: RolloutTarget, serving: Serving) 
     """
     if not _DIGEST_IMAGE.match(serving.image):
         raise ValueError(f"image {serving.image!r} must be referenced by digest (repo@sha256:...)")
-    index, container = _container(rollout, target)
+    index, container = _container(owner, target)
     base = f"/spec/template/spec/containers/{index}"
     ops: list[dict[str, Any]] = [{"op": "test", "path": f"{base}/name", "value": target.container}, {"op": "replace", "path": f"{base}/image", "value": serving.image}]
     uri = f"models:/{serving.model_name}/{serving.model_version}"
@@ -118,33 +156,37 @@ def patch_for(rollout: dict[str, Any], target: RolloutTarget, serving: Serving) 
 
 
 def apply_serving(target: RolloutTarget, serving: Serving, run: Callable[..., str] = kubectl) -> None:
-    """Patch the Rollout to serve ``serving`` (starts Argo's canary steps)."""
-    rollout = get_rollout(target, run)
-    ops = patch_for(rollout, target, serving)
-    run(["-n", target.namespace, "patch", "rollout", target.name, "--type", "json", "-p", json.dumps(ops)])
+    """Patch the pod template to serve ``serving`` (Argo starts its canary steps)."""
+    ops = patch_for(get_template_owner(target, run), target, serving)
+    run(["-n", target.namespace, "patch", target.template_kind, target.name, "--type", "json", "-p", json.dumps(ops)])
 
 
-def rollout_state(rollout: dict[str, Any]) -> tuple[str, str]:
+def rollout_state(rollout: dict[str, Any], previous_pod_hash: str | None) -> tuple[str, str]:
     """``(state, message)`` from a Rollout's status: healthy, aborted or progressing.
 
-    Healthy only counts when the controller has observed the latest spec and the
-    stable ReplicaSet is the current one: right after a patch the old status still
-    says Healthy.
+    Healthy only counts once the pod hash has moved off ``previous_pod_hash`` and the
+    stable ReplicaSet is the new one: right after a patch (and with ``workloadRef`` the
+    Rollout's own generation does not change) the old status still says Healthy.
     """
     status = rollout.get("status", {}) or {}
-    generation = str(rollout.get("metadata", {}).get("generation", ""))
-    observed = str(status.get("observedGeneration", ""))
     message = str(status.get("message", "")) or str(status.get("phase", ""))
+    current = status.get("currentPodHash")
     if status.get("abort") or status.get("phase") == "Degraded":
         return "aborted", message or "rollout aborted"
-    if status.get("phase") == "Healthy" and observed == generation and status.get("stableRS") and status.get("stableRS") == status.get("currentPodHash"):
+    if status.get("phase") == "Healthy" and current and current != previous_pod_hash and status.get("stableRS") == current:
         return "healthy", message
     return "progressing", message
+
+
+def pod_hash(target: RolloutTarget, run: Callable[..., str] = kubectl) -> str | None:
+    """The Rollout's current pod-template hash (read before patching)."""
+    return (get_rollout(target, run).get("status", {}) or {}).get("currentPodHash")
 
 
 def watch_rollout(
     target: RolloutTarget,
     *,
+    previous_pod_hash: str | None,
     timeout_s: float,
     poll_s: float = 10.0,
     run: Callable[..., str] = kubectl,
@@ -161,7 +203,7 @@ def watch_rollout(
     start, polls = clock(), 0
     while True:
         polls += 1
-        state, message = rollout_state(get_rollout(target, run))
+        state, message = rollout_state(get_rollout(target, run), previous_pod_hash)
         if state != "progressing":
             return RolloutOutcome(state, message, polls)
         fired = list(check_alarms()) if check_alarms else []

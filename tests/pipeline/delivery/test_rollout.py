@@ -21,9 +21,9 @@ FAKES = Path(__file__).parent / "fakes"
 OLD_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlops-serving@sha256:" + "1" * 64
 NEW_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlops-serving@sha256:" + "2" * 64
 TARGET = rollout.RolloutTarget(name="model-server", namespace="serving", container="server")
-HEALTHY_NEW = {"phase": "Healthy", "observedGeneration": "2", "stableRS": "new", "currentPodHash": "new"}
-PROGRESSING = {"phase": "Paused", "observedGeneration": "2", "stableRS": "old", "currentPodHash": "new", "message": "CanaryPauseStep"}
-DEGRADED = {"phase": "Degraded", "abort": True, "observedGeneration": "2", "message": "RolloutAborted: Metric \"error-rate\" assessed Failed"}
+HEALTHY_NEW = {"phase": "Healthy", "stableRS": "new", "currentPodHash": "new"}
+PROGRESSING = {"phase": "Paused", "stableRS": "old", "currentPodHash": "new", "message": "CanaryPauseStep"}
+DEGRADED = {"phase": "Degraded", "abort": True, "stableRS": "old", "currentPodHash": "new", "message": "RolloutAborted: Metric \"error-rate\" assessed Failed"}
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +49,29 @@ def tracking_uri(tmp_path: Path, registry_template: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
-def make_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after_patch: list[dict[str, Any]], version: str = "1") -> Path:
+def make_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after_patch: list[dict[str, Any]], version: str | None = "1") -> Path:
+    """The ModelService's shape: a Rollout with workloadRef to a Deployment that holds
+    the template. ``version`` None: the pods follow MODEL_ALIAS=champion (as created by
+    ``pulumi up``, before the first automated deploy) and serve v1."""
+    model_env = [{"name": "MODEL_URI", "value": f"models:/adult-income/{version}"}] if version else [{"name": "MODEL_NAME", "value": "adult-income"}, {"name": "MODEL_ALIAS", "value": "champion"}]
     state = {
         "rollout": {
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "Rollout",
             "metadata": {"name": "model-server", "namespace": "serving", "generation": 1},
-            "spec": {"template": {"spec": {"containers": [
-                {"name": "log-shipper", "image": "fluent-bit@sha256:" + "9" * 64},
-                {"name": "server", "image": OLD_IMAGE, "env": [{"name": "MODEL_URI", "value": f"models:/adult-income/{version}"}, {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow"}]},
-            ]}}},
-            "status": {"phase": "Healthy", "observedGeneration": "1", "stableRS": "old", "currentPodHash": "old"},
+            "spec": {"workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "model-server"}},
+            "status": {"phase": "Healthy", "stableRS": "old", "currentPodHash": "old"},
         },
+        "deployment": {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "model-server", "namespace": "serving", "generation": 1},
+            "spec": {"replicas": 0, "template": {"spec": {"containers": [
+                {"name": "log-shipper", "image": "fluent-bit@sha256:" + "9" * 64},
+                {"name": "server", "image": OLD_IMAGE, "env": [*model_env, {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow"}]},
+            ]}}},
+        },
+        "served_version": version or "1",
         "after_patch": after_patch,
     }
     path = tmp_path / "kubectl-state.json"
@@ -76,7 +87,7 @@ def deploy(uri: str, **kwargs: Any) -> deploy_cluster.DeployResult:
 
 
 def server_container(state_path: Path) -> dict[str, Any]:
-    containers = json.loads(state_path.read_text())["rollout"]["spec"]["template"]["spec"]["containers"]
+    containers = json.loads(state_path.read_text())["deployment"]["spec"]["template"]["spec"]["containers"]
     return next(c for c in containers if c["name"] == "server")
 
 
@@ -90,7 +101,7 @@ def test_promotes_when_argo_reports_healthy(tmp_path: Path, monkeypatch: pytest.
     assert env["MODEL_URI"] == "models:/adult-income/2" and env["MODEL_VERSION"] == "2"
     log = json.loads(state.read_text())["log"]
     patch = next(a for a in log if "patch" in a)
-    assert patch[:6] == ["-n", "serving", "patch", "rollout", "model-server", "--type"]
+    assert patch[:6] == ["-n", "serving", "patch", "deployment", "model-server", "--type"]
     ops = json.loads(patch[patch.index("-p") + 1])
     assert ops[0] == {"op": "test", "path": "/spec/template/spec/containers/1/name", "value": "server"}
     assert registry.current_champion(tracking_uri, "adult-income").version == "2"  # type: ignore[union-attr]
@@ -151,8 +162,22 @@ def test_kubectl_errors_name_the_command(tmp_path: Path, monkeypatch: pytest.Mon
         rollout.get_rollout(TARGET)
 
 
-def test_healthy_is_only_trusted_on_the_new_generation() -> None:
-    stale = {"metadata": {"generation": 2}, "status": {"phase": "Healthy", "observedGeneration": "1", "stableRS": "old", "currentPodHash": "old"}}
-    assert rollout.rollout_state(stale)[0] == "progressing"
-    assert rollout.rollout_state({"metadata": {"generation": 2}, "status": HEALTHY_NEW})[0] == "healthy"
-    assert rollout.rollout_state({"metadata": {"generation": 2}, "status": DEGRADED})[0] == "aborted"
+def test_first_deploy_of_an_alias_following_workload_pins_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str) -> None:
+    state = make_state(tmp_path, monkeypatch, [PROGRESSING, DEGRADED], version=None)
+    with pytest.raises(StageFailed, match="restored to v1"):
+        deploy(tracking_uri)
+    log = json.loads(state.read_text())["log"]
+    assert ["get", "--raw", "/api/v1/namespaces/serving/services/model-server:8080/proxy/version"] in log
+    # Rolled back pinned to v1: a pod restart can no longer pick up the refused alias.
+    env = {e["name"]: e["value"] for e in server_container(state)["env"]}
+    assert env["MODEL_URI"] == "models:/adult-income/1"
+    assert registry.current_champion(tracking_uri, "adult-income").version == "1"  # type: ignore[union-attr]
+
+
+def test_healthy_is_only_trusted_on_a_new_pod_hash() -> None:
+    stale = {"status": {"phase": "Healthy", "stableRS": "old", "currentPodHash": "old"}}
+    assert rollout.rollout_state(stale, "old")[0] == "progressing"
+    assert rollout.rollout_state({"status": HEALTHY_NEW}, "old")[0] == "healthy"
+    assert rollout.rollout_state({"status": DEGRADED}, "old")[0] == "aborted"
+    with pytest.raises(ValueError, match="template_kind"):
+        rollout.RolloutTarget(template_kind="statefulset")
