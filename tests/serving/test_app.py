@@ -179,7 +179,7 @@ def test_slow_model_times_out_with_504(loaded: Any, sample_rows: list) -> None:
         time.sleep(1.0)
         return Prediction([0], [0.1])
 
-    app = ServingApp(replace(loaded, predict=slow), AppSettings(request_timeout_s=0.2))
+    app = ServingApp(replace(loaded, predict=slow), AppSettings(request_timeout_s=0.2, inline_max_rows=0))
     response = invoke(app, {"instances": sample_rows[:1]})
     assert response.status_code == 504 and strict_json(response)["error"] == "timeout"
 

@@ -125,3 +125,24 @@ def test_local_directory_loads_with_given_labels(registered: Any, tmp_path: Path
     model = load_model(local, name="adult-income", version="7")
     assert (model.name, model.version, model.fast_path) == ("adult-income", "7", True)
     assert model.baseline_predictions is None
+
+
+def test_the_trainers_own_shape_gets_the_fast_path(loaded: Any) -> None:
+    """training.model's preprocessor (passthrough first, NaN for unknown and missing
+    categories) must be recognised and scored exactly like its pipeline."""
+    from sklearn.pipeline import Pipeline
+    from xgboost import XGBClassifier
+
+    from training.model import build_preprocessor
+
+    frame = load_sample(3000, seed=8)
+    features, labels = frame[list(FEATURES)], frame[LABEL]
+    model = Pipeline(
+        [("preprocess", build_preprocessor()), ("classifier", XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1))]
+    ).fit(features, labels)
+    fast = fast_predictor(model, loaded.columns)
+    assert fast is not None
+    rows = _awkward_rows()
+    np.testing.assert_allclose(
+        fast(_batch(rows, loaded.columns)).probabilities, model.predict_proba(rows)[:, 1], rtol=0, atol=1e-7
+    )
