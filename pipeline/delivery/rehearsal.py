@@ -248,17 +248,28 @@ def rehearse(config: RehearsalConfig, print_line: Callable[[str], None] = print)
     return RehearsalResult(tuple(outcomes), exit_code, before, after)
 
 
-def default_smoke_test(tracking_uri: str, model_name: str) -> Callable[[str, str], Any] | None:
-    """The serving helper's smoke test bound to this registry, when it exists."""
-    try:
-        from pipeline.steps import smoke_test as smoke
-    except ImportError:
-        return None
-    run = getattr(smoke, "run_smoke_test", None) or getattr(smoke, "smoke_test", None)
-    if run is None:
-        return None
+@dataclass(frozen=True)
+class SmokeOutcome:
+    """The serving helper's ``SmokeReport`` with a one-line rendering for stage logs."""
 
-    def check(url: str, version: str) -> Any:
-        return run(url, tracking_uri=tracking_uri, model_name=model_name, expected_version=version)
+    report: Any
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report.passed)
+
+    def __str__(self) -> str:
+        return "; ".join(f"{c.name} {'ok' if c.passed else 'FAILED'} ({c.detail})" for c in self.report.checks)
+
+
+def default_smoke_test(tracking_uri: str, model_name: str) -> Callable[[str, str], Any]:
+    """``pipeline.steps.smoke_test`` bound to this registry: health, the known prediction
+    computed offline from the same version, and ``/version``."""
+
+    def check(url: str, version: str) -> SmokeOutcome:
+        from pipeline.steps.smoke_test import known_prediction, run_smoke_test
+
+        expected = known_prediction(tracking_uri, model_name, version)
+        return SmokeOutcome(run_smoke_test(url, expected, model_name, version))
 
     return check

@@ -97,7 +97,7 @@ def statuses(result: Any) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def first_release(world: dict[str, Any]) -> Any:
     lines: list[str] = []
-    result = rehearse(config(world, new_model=False, smoke_test=smoke()), print_line=lines.append)
+    result = rehearse(config(world, new_model=False), print_line=lines.append)
     return result, lines
 
 
@@ -107,6 +107,9 @@ def test_first_release_is_rehearsed_end_to_end(first_release: Any, world: dict[s
     assert statuses(result) == {"build-images": "skipped", "train-sagemaker": "skipped", "pipeline": "ok", "canary": "ok", "smoke-test": "ok"}
     assert result.aliases_before == {} and result.aliases_after["champion"] == "1"
     assert any("canary: PROMOTE" in line for line in lines)
+    # The serving helper's smoke test ran: health, known prediction, version.
+    smoke_line = next(line for line in lines if "smoke-test" in line)
+    assert all(f"{name} ok" in smoke_line for name in ("health", "known_prediction", "version")), smoke_line
 
 
 def assert_stopped(result: Any, stage: str, code: ExitCode, before: dict[str, str], world: dict[str, Any], why: str) -> None:

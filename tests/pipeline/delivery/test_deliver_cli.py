@@ -1,0 +1,57 @@
+"""The ``deliver`` stages through the CLI, against moto's server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from pipeline.cli import main
+from pipeline.exit_codes import ExitCode
+
+from .test_aws_clients import DEFINITION, ROLE, push_image
+
+
+def test_train_stage_starts_and_waits(aws: Any, moto_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    aws("sagemaker").create_pipeline(PipelineName="mlops-dev-training", PipelineDefinition=DEFINITION, RoleArn=ROLE)
+    images = tmp_path / "images.json"
+    images.write_text(json.dumps({"serving": "r/mlops-serving@sha256:" + "a" * 64}))
+    code = main(["deliver", "train", "--endpoint-url", moto_endpoint, "--pipeline-name", "mlops-dev-training", "--git-commit", "abc123", "--images", str(images), "--poll-s", "1", "--timeout-s", "30"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.OK, out
+    assert "train: ok" in out and "Succeeded" in out
+    arn = out.split("started ", 1)[1].split()[0]
+    params = aws("sagemaker").list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
+    assert {p["Name"]: p["Value"] for p in params} == {"GitCommit": "abc123", "ServingImageUri": "r/mlops-serving@sha256:" + "a" * 64}
+
+
+def test_train_stage_fails_on_missing_pipeline(aws: Any, moto_endpoint: str) -> None:
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError):
+        main(["deliver", "train", "--endpoint-url", moto_endpoint, "--pipeline-name", "absent", "--poll-s", "1"])
+
+
+def test_build_images_stage_writes_digests_or_refuses(aws: Any, moto_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ecr = aws("ecr")
+    digests = {name: push_image(ecr, name, "abc123") for name in ("mlops-training", "mlops-serving")}
+    for name, digest in digests.items():
+        ecr.start_image_scan(repositoryName=name, imageId={"imageDigest": digest})
+    out_file = tmp_path / "images.json"
+    argv = ["deliver", "build-images", "--skip-build", "--endpoint-url", moto_endpoint, "--tag", "abc123", "--out", str(out_file)]
+    assert main(argv) == ExitCode.OK, capsys.readouterr()
+    assert json.loads(out_file.read_text()) == {"training": f"mlops-training@{digests['mlops-training']}", "serving": f"mlops-serving@{digests['mlops-serving']}"}
+    # moto's default result has a HIGH finding: refused when HIGH blocks too.
+    out_file.unlink()
+    assert main([*argv, "--fail-on", "CRITICAL,HIGH"]) == ExitCode.ERROR
+    assert "scan findings block the release" in capsys.readouterr().err
+    assert not out_file.exists()
+
+
+def test_build_images_needs_a_registry_to_push(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ECR_REGISTRY", raising=False)
+    assert main(["deliver", "build-images", "--tag", "abc"]) == ExitCode.USAGE
+    assert "--registry" in capsys.readouterr().err
