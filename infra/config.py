@@ -103,6 +103,7 @@ class ServingSettings:
     max_error_rate: float
     max_latency_p99_ms: int
     max_drift_psi: float
+    monitor_schedule: str = "0 * * * *"
 
 
 @dataclass(frozen=True)
@@ -413,6 +414,8 @@ def parse_settings(
                 "gpuIdleMinutes"):
         if v[key] < 1:
             err(key, f"must be >= 1, got {v[key]}")
+    if not re.fullmatch(r"(\S+\s+){4}\S+", v["monitorSchedule"]):
+        err("monitorSchedule", f"{v['monitorSchedule']!r} is not a five-field cron schedule")
     if v["alarmEmail"] and not _EMAIL.match(v["alarmEmail"]):
         err("alarmEmail", f"{v['alarmEmail']!r} is not an e-mail address")
 
@@ -442,7 +445,8 @@ def parse_settings(
             cpu=v["servingCpu"], memory=v["servingMemory"], canary_weight=v["canaryWeight"],
             bake_minutes=v["canaryBakeMinutes"], max_error_rate=floats["analysisMaxErrorRate"],
             max_latency_p99_ms=v["analysisMaxLatencyP99Ms"],
-            max_drift_psi=floats["analysisMaxDriftPsi"]),
+            max_drift_psi=floats["analysisMaxDriftPsi"],
+            monitor_schedule=v["monitorSchedule"]),
         alarms=AlarmSettings(
             errors_5xx=v["alarm5xxCount"], errors_4xx=v["alarm4xxCount"],
             latency_p99_ms=v["alarmLatencyP99Ms"],

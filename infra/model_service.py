@@ -10,7 +10,10 @@ checkers see a standard pod spec. The canary sends ``canaryWeight`` % first, bak
 with background analysis, and rolls back by itself when the ``AnalysisTemplate``'s
 Prometheus queries (the server's own metrics, docs/contracts.md) breach the stack's
 thresholds: 5xx share, p99 latency, prediction-drift PSI. HPA, PDB (minAvailable 1) and
-a NetworkPolicy complete it; the Services are ClusterIP only.
+a NetworkPolicy complete it; the Services are ClusterIP, plus one internal NLB that
+only the VPC reaches (the smoke-test stage). A CronJob runs ``python -m pipeline
+monitor`` on the captured requests and publishes the drift and performance metrics
+that the Monitoring alarms (and through them the retrain trigger) read.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from infra.config import ServingSettings
 from infra.gpu_cluster import GpuCluster
 from infra.kube import (container_security_context, http_probe, pod_security_context,
                         pool_placement, resources)
+from pipeline import metric_names as mn
 
 ARGO_ROLLOUTS_CHART = ("https://argoproj.github.io/argo-helm", "argo-rollouts", "2.41.0")
 PROMETHEUS_CHART = ("https://prometheus-community.github.io/helm-charts", "prometheus", "27.16.0")
@@ -50,9 +54,10 @@ class ModelServiceArgs:
     capture_bucket_arn: pulumi.Input[str]
     capture_bucket_name: pulumi.Input[str]
     capture_kms_key_arn: pulumi.Input[str]
+    monitor_image: pulumi.Input[str]
+    """The training image by digest: it carries the ``pipeline`` package (``monitor``)."""
     cluster: GpuCluster
     vpc_cidr: str
-    is_prod: bool
     tags: dict[str, str]
 
 
@@ -107,6 +112,18 @@ def canary_steps(s: ServingSettings) -> list[dict[str, Any]]:
     return [{"setWeight": s.canary_weight}, {"pause": {"duration": f"{s.bake_minutes}m"}},
             {"setWeight": half}, {"pause": {"duration": f"{max(1, s.bake_minutes // 2)}m"}},
             {"setWeight": 100}]
+
+
+def monitor_policy(capture_bucket_arn: str, key_arn: str) -> dict[str, Any]:
+    """The monitor job: read captured requests, publish only its own metric namespace."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{capture_bucket_arn}/capture/*"},
+        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": capture_bucket_arn,
+         "Condition": {"StringLike": {"s3:prefix": ["capture/*"]}}},
+        {"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": key_arn},
+        {"Effect": "Allow", "Action": ["cloudwatch:PutMetricData"], "Resource": "*",
+         "Condition": {"StringEquals": {"cloudwatch:namespace": mn.MONITORING_NAMESPACE}}},
+    ]}
 
 
 class ModelService(pulumi.ComponentResource):
@@ -199,7 +216,8 @@ class ModelService(pulumi.ComponentResource):
             # SageMaker's container contract: SIGTERM, then SIGKILL 30 s later.
             "terminationGracePeriodSeconds": 30,
             "securityContext": pod_security_context(),
-            **pool_placement(s.pool),
+            # The CPU pool is the system pool.
+            **pool_placement("gpu" if s.pool == "gpu" else "system"),
             "containers": [container],
             "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
                         {"name": "mlflow-credentials", "secret": {
@@ -301,5 +319,68 @@ class ModelService(pulumi.ComponentResource):
                              {"ports": [{"protocol": "TCP", "port": 443}]}]},
             opts=k8s_opts)
 
+        self._monitor_job(name, args, ns_name, k8s_opts)
+
         self.namespace = ns_name
         self.register_outputs({"namespace": ns_name, "rollout": APP, "url": self.url})
+
+    def _monitor_job(self, name: str, args: ModelServiceArgs, ns_name: pulumi.Output[str],
+                     k8s_opts: pulumi.ResourceOptions) -> None:
+        """The scheduled monitor (issue 6): captured requests in S3 against the champion's
+        training baseline; publishes the drift and performance metrics the Monitoring
+        alarms read, which start the retrain. Exit 6 (drift detected) fails the Job run
+        on purpose, without retries, so the verdict is also visible in the cluster."""
+        s = args.settings
+        job = f"{APP}-monitor"
+        labels = {"app.kubernetes.io/name": job, "app.kubernetes.io/instance": args.model_name}
+        monitor_role = args.cluster.service_account_role(
+            f"{name}-monitor-role", namespace=s.namespace, service_account=job, tags=args.tags,
+            policy_inputs=[args.capture_bucket_arn, args.capture_kms_key_arn],
+            policy=monitor_policy, parent=self)
+        k8s.core.v1.ServiceAccount(f"{name}-monitor-sa", metadata={
+            "name": job, "namespace": ns_name,
+            "annotations": {"eks.amazonaws.com/role-arn": monitor_role.arn}},
+            automount_service_account_token=False, opts=k8s_opts)
+        container = {
+            "name": "monitor", "image": args.monitor_image,
+            "command": ["python", "-m", "pipeline", "monitor",
+                        "--model-name", args.model_name, "--alias", "champion",
+                        "--publish-cloudwatch", "--stack", args.stack,
+                        "--reports-dir", "/tmp/reports"],
+            "args": [pulumi.Output.concat("--capture=s3://", args.capture_bucket_name, "/capture/",
+                                          args.stack, "/", args.model_name)],
+            "env": [{"name": "MLFLOW_TRACKING_URI", "value": args.mlflow_tracking_uri},
+                    {"name": "HOME", "value": "/tmp"},
+                    {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"}],
+            "resources": resources("1", "2Gi"),
+            "securityContext": container_security_context(),
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                             {"name": "mlflow-credentials", "mountPath": "/tmp/.mlflow",
+                              "readOnly": True}],
+        }
+        k8s.batch.v1.CronJob(
+            f"{name}-monitor", metadata={"name": job, "namespace": ns_name, "labels": labels},
+            spec={"schedule": s.monitor_schedule, "concurrencyPolicy": "Forbid",
+                  "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 5,
+                  "jobTemplate": {"spec": {
+                      "backoffLimit": 0, "activeDeadlineSeconds": 3000,
+                      "template": {"metadata": {"labels": labels}, "spec": {
+                          "serviceAccountName": job, "automountServiceAccountToken": False,
+                          "restartPolicy": "Never",
+                          "securityContext": pod_security_context(),
+                          **pool_placement("system"),
+                          "containers": [container],
+                          "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}},
+                                      {"name": "mlflow-credentials", "secret": {
+                                          "secretName": "mlflow-credentials",
+                                          "defaultMode": 0o440}}]}}}}},
+            opts=k8s_opts)
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-monitor-netpol", metadata={"name": job, "namespace": ns_name},
+            spec={"podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress", "Egress"],
+                  "ingress": [],
+                  "egress": [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+                             {"ports": [{"protocol": "TCP", "port": 80}],
+                              "to": [{"ipBlock": {"cidr": args.vpc_cidr}}]},
+                             {"ports": [{"protocol": "TCP", "port": 443}]}]},
+            opts=k8s_opts)

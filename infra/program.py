@@ -118,7 +118,8 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
         mlflow_admin_password=settings.mlflow_admin_password,
         capture_bucket_arn=mlflow.artifact_bucket_arn,
         capture_bucket_name=mlflow.artifact_bucket_name, capture_kms_key_arn=mlflow.kms_key_arn,
-        cluster=cluster, vpc_cidr=network.vpc_cidr, is_prod=settings.is_prod, tags=tags))
+        monitor_image=registry.repo_digests["training"],
+        cluster=cluster, vpc_cidr=network.vpc_cidr, tags=tags))
     delivery_name = pipeline_name(f"{prefix}")
     monitoring = Monitoring(f"{prefix}-monitoring", MonitoringArgs(
         settings=settings.alarms, prefix=prefix, stack=settings.stack, region=settings.region,

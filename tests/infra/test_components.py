@@ -245,7 +245,8 @@ def _serving(pool: str) -> Capture:
             mlflow_tracking_uri="http://internal-mlflow", mlflow_admin_user="admin",
             mlflow_admin_password="a-long-enough-password", capture_bucket_arn="arn:aws:s3:::b",
             capture_bucket_name="b", capture_kms_key_arn=f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/k",
-            cluster=_cluster(), vpc_cidr="10.40.0.0/16", is_prod=True, tags=TAGS))
+            monitor_image=f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/t/training@sha256:{'e' * 64}",
+            cluster=_cluster(), vpc_cidr="10.40.0.0/16", tags=TAGS))
         return {"url": svc.url}
 
     return _run(program)
@@ -258,6 +259,8 @@ def test_model_service_alone(pool: str) -> None:
     pod = deployment.inputs["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/ping", deployment.urn
+    expected_pool = "gpu" if pool == "gpu" else "system"  # the CPU pool is the system pool
+    assert pod["nodeSelector"] == {"mlops.platform/pool": expected_pool}, deployment.urn
     assert ("nvidia.com/gpu" in container["resources"]["limits"]) is (pool == "gpu"), deployment.urn
     assert bool(pod.get("tolerations")) is (pool == "gpu"), deployment.urn
     assert container["securityContext"]["readOnlyRootFilesystem"], deployment.urn
@@ -279,6 +282,14 @@ def test_model_service_alone(pool: str) -> None:
             assert spec["loadBalancerSourceRanges"] == ["10.40.0.0/16"], service.urn
     releases = {r.inputs["chart"]: r.inputs["version"] for r in cap.of_type("kubernetes:helm.sh/v3:Release")}
     assert releases["argo-rollouts"] and releases["prometheus"]
+    monitor = cap.one("kubernetes:batch/v1:CronJob")
+    job = monitor.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert job["command"][:4] == ["python", "-m", "pipeline", "monitor"], monitor.urn
+    assert "--publish-cloudwatch" in job["command"] and job["args"] == ["--capture=s3://b/capture/test/adult-income"], monitor.urn
+    assert job["image"].endswith("e" * 64), monitor.urn
+    policy = json.loads(cap.one("aws:iam/rolePolicy:RolePolicy", "monitor").inputs["policy"])
+    put = next(st for st in policy["Statement"] if st["Action"] == ["cloudwatch:PutMetricData"])
+    assert put["Condition"]["StringEquals"]["cloudwatch:namespace"] == "MLOps/Monitoring", monitor.urn
 
 
 def test_monitoring_alone_wires_every_alarm_and_the_retrain_trigger() -> None:

@@ -85,6 +85,7 @@ def test_prod_is_strict_and_dev_relaxes_only_what_its_file_says() -> None:
     ("dev", {"dbMaxAllocatedStorageGb": 10}, "dbMaxAllocatedStorageGb"),
     ("dev", {"availabilityZones": '["us-east-1a", "us-east-1b"]'}, "availabilityZones"),
     ("dev", {"natGatewayPerAz": "maybe"}, "natGatewayPerAz"),
+    ("dev", {"monitorSchedule": "hourly"}, "monitorSchedule"),
     ("dev", {"gpuNodeMax": "two"}, "gpuNodeMax"),
     ("dev", {"gpuCapcityType": "SPOT"}, "gpuCapcityType"),
     ("dev", {"mlflowAdminPassword": "in-plain-text-in-the-file"}, "mlflowAdminPassword"),

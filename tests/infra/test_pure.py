@@ -18,7 +18,8 @@ from infra.delivery_pipeline import STAGES, codebuild_policy, stage_layout
 from infra.gpu_cluster import autoscaler_policy
 from infra.kube import container_security_context, kubeconfig, pool_placement, resources
 from infra.mlflow_server import mlflow_pod_policy
-from infra.model_service import analysis_metrics, canary_steps, mlflow_credentials_file
+from infra.model_service import (analysis_metrics, canary_steps, mlflow_credentials_file,
+                                 monitor_policy)
 from infra.monitoring import alarm_specs, pipeline_failure_patterns, retrain_event_pattern
 from infra.naming import aws_name, subnet_cidrs
 from infra.registry import ImageSpec, content_tag
@@ -38,6 +39,7 @@ def _all_documents() -> dict[str, dict]:
                                           BUCKET, KEY, "arn:aws:secretsmanager:s", *repos),
         "autoscaler": autoscaler_policy("c", ACCT, REGION),
         "mlflow-pod": mlflow_pod_policy(BUCKET, KEY, "arn:aws:secretsmanager:db", KEY),
+        "monitor-job": monitor_policy(BUCKET, KEY),
         "start-pipeline": policies.start_pipeline_policy(f"arn:aws:codepipeline:{REGION}:{ACCT}:p"),
         "codepipeline": policies.codepipeline_policy(bucket_arn=BUCKET, kms_key_arn=KEY,
                                                      connection_arn="arn:aws:codeconnections:c",
