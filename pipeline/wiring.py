@@ -119,7 +119,7 @@ def train_step(ctx: StepContext) -> dict[str, Artifact]:
 
     from training.train import train
 
-    outcome = train(
+    train(
         pd.read_parquet(ctx.inputs["train"].path),
         pd.read_parquet(ctx.inputs["validation"].path),
         ctx.config.hyperparameters,

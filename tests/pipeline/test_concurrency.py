@@ -1,8 +1,9 @@
 """Two pipeline runs on one store at once leave a consistent registry: exactly one
 champion, and every version carries its complete lineage.
 
-The runs are separate processes (forked, so they skip the interpreter's import cost)
-racing for the same store; only the file lock orders them.
+The runs are separate processes racing for the same store; only the file lock orders
+them. They start from a fork server that imported the heavy libraries once (forking the
+test process itself could copy a lock held by one of its threads and hang).
 """
 
 from __future__ import annotations
@@ -41,16 +42,21 @@ def test_two_concurrent_runs_leave_one_champion(adult_sample: pd.DataFrame, tmp_
     data = tmp_path / "sample.csv"
     adult_sample.head(8000).to_csv(data, index=False)
     store = LocalStore(tmp_path / "store")
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["pandas", "pandera.pandas", "sklearn", "xgboost", "mlflow", "pipeline.runner"])
     queue = context.Queue()
     # Different seeds: two distinct candidates that both reach the gate and register.
     processes = [context.Process(target=_run_one, args=(str(data), str(store.root), seed, queue)) for seed in (1, 2)]
     for process in processes:
         process.start()
-    results = [queue.get(timeout=300) for _ in processes]
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    try:
+        results = [queue.get(timeout=300) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+    assert [p.exitcode for p in processes] == [0, 0]
     codes = sorted(code for _, code, _, _ in results)
     assert codes in ([0, 0], [0, 3]), results
     client = MlflowClient(tracking_uri=store.tracking_uri, registry_uri=store.tracking_uri)
