@@ -60,8 +60,10 @@ def replay_requests(data: Path, n_requests: int = 200, rows_per_request: int = 4
         raise ValueError(f"{data}: missing feature columns {missing}")
     rows = frame[list(FEATURES)].sample(n=min(len(frame), n_requests * rows_per_request), random_state=seed, replace=len(frame) < n_requests * rows_per_request)
     bodies = []
+    # Object dtype so missing values serialise as JSON null, as a client sends them.
+    rows = rows.astype(object).where(rows.notna(), None)
     for start in range(0, len(rows), rows_per_request):
-        chunk = rows.iloc[start : start + rows_per_request].astype(object).where(rows.iloc[start : start + rows_per_request].notna(), None)
+        chunk = rows.iloc[start : start + rows_per_request]
         bodies.append(json.dumps({"dataframe_split": {"columns": list(FEATURES), "data": chunk.values.tolist()}}).encode())
     return bodies[:n_requests]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,6 @@ class RehearsalConfig:
     alarm_check: Callable[[], Sequence[str]] | None = None
     smoke_test: Callable[[str, str], Any] | None = None
     git_commit: str = "local"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ def _stage_build_images(config: RehearsalConfig) -> str:
     from pipeline.delivery.ecr_scan import image_digest, scan_findings
 
     if not config.aws_endpoint or not config.images:
-        raise _Skip("no container registry endpoint (local images are not built); pass --aws-endpoint and --image")
+        raise _Skip("no container registry endpoint (local images are not built); pass --endpoint-url and --image")
     lines, refused = [], []
     for repository, tag in config.images:
         digest = image_digest(repository, tag, endpoint_url=config.aws_endpoint)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from pipeline.cli import main
 from pipeline.exit_codes import ExitCode
