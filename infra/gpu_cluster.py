@@ -161,7 +161,7 @@ class GpuCluster(pulumi.ComponentResource):
         aws.eks.Addon(f"{name}-vpc-cni", cluster_name=cluster.name, addon_name="vpc-cni",
                       configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
                       resolve_conflicts_on_update="OVERWRITE", tags=tags, opts=here)
-        for addon in ("kube-proxy", "coredns", "eks-pod-identity-agent"):
+        for addon in ("kube-proxy", "coredns"):
             aws.eks.Addon(f"{name}-{addon}", cluster_name=cluster.name, addon_name=addon,
                           resolve_conflicts_on_update="OVERWRITE", tags=tags,
                           opts=pulumi.ResourceOptions(parent=self, depends_on=[system]))

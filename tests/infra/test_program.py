@@ -188,3 +188,32 @@ def test_no_ingress_from_the_internet(captured: dict[str, Capture], stack: str) 
             assert "0.0.0.0/0" not in rule.get("cidrBlocks", []), sg.urn
     db = captured[stack].one("aws:rds/instance:Instance")
     assert db.inputs["publiclyAccessible"] is False, db.urn
+
+
+def test_main_module_reads_config_and_exports_outputs(sdk_definition: str) -> None:
+    """``infra/__main__.py`` as the Pulumi engine runs it: config in, outputs exported."""
+    import runpy
+
+    import pulumi
+
+    from infra.config import SECRET_KEYS, as_pulumi_config
+    from infra.mocks import PROJECT, capture_program, stack_config
+
+    exported: dict[str, Any] = {}
+    real_export = pulumi.export
+    region, values = stack_config("dev")
+    config = {**as_pulumi_config(PROJECT, region, values),
+              f"{PROJECT}:mlflowAdminPassword": "a-long-enough-admin-password"}
+
+    def program() -> dict[str, Any]:
+        pulumi.export = lambda name, value: exported.__setitem__(name, value)  # type: ignore[assignment]
+        try:
+            runpy.run_module("infra.__main__", run_name="__main__")
+        finally:
+            pulumi.export = real_export
+        return {k: v for k, v in exported.items() if k != "kubeconfig"}
+
+    cap = capture_program(program, stack="dev", region=region, config=config,
+                          secret_keys=[f"{PROJECT}:{k}" for k in SECRET_KEYS])
+    assert cap.outputs["clusterName"] == "mlops-dev-cluster"
+    assert "kubeconfig" in exported and cap.outputs["codePipelineName"] == "mlops-dev-delivery"
