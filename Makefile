@@ -25,18 +25,20 @@ test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 bootstrap-uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 
+# `python -m uv` targets the interpreter that runs it and ignores VIRTUAL_ENV, so every
+# uv call names the environment's interpreter with --python.
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@$(MAKE) --no-print-directory bootstrap-uv
 	$(UV) venv -q --allow-existing $(VENV) --python $(PYTHON)
-	VIRTUAL_ENV=$(VENV) $(UV) pip sync -q requirements.lock
-	VIRTUAL_ENV=$(VENV) $(UV) pip install -q --no-deps -e .
+	$(UV) pip sync -q --python $(VENV)/bin/python requirements.lock
+	$(UV) pip install -q --python $(VENV)/bin/python --no-deps -e .
 	@touch $@
 
 # checkov lives in its own environment: its pins conflict with the platform's.
 $(CHECKOV_VENV)/.installed: requirements-checkov.lock
 	@$(MAKE) --no-print-directory bootstrap-uv
 	$(UV) venv -q --allow-existing $(CHECKOV_VENV) --python $(PYTHON)
-	VIRTUAL_ENV=$(CHECKOV_VENV) $(UV) pip sync -q requirements-checkov.lock
+	$(UV) pip sync -q --python $(CHECKOV_VENV)/bin/python requirements-checkov.lock
 	@touch $@
 
 lock: bootstrap-uv
