@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,8 +190,11 @@ def fast_predictor(model: Any, columns: Sequence[ColumnSpec]) -> Predictor | Non
     return predict
 
 
-def _registry_version(model_uri: str, tracking_uri: str | None) -> tuple[str, str, Any]:
-    """Resolve ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` to (name, version, ModelVersion)."""
+def _registry_version(model_uri: str, tracking_uri: str | None) -> tuple[str, str, Any, str]:
+    """Resolve ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` to (name, version,
+    ModelVersion, artifact URI). The artifact URI is asked of this registry explicitly:
+    MLflow resolves a ``models:/`` download against the *global* registry URI, which in a
+    library caller (the deploy step) may be another store or a fresh ./mlflow.db."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -209,9 +211,10 @@ def _registry_version(model_uri: str, tracking_uri: str | None) -> tuple[str, st
                     f"model URI {model_uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION or a local directory"
                 )
             found = client.get_model_version(name, version)
+        source = client.get_model_version_download_uri(name, str(found.version))
     except MlflowException as exc:
         raise ModelLoadError(f"cannot resolve {model_uri!r} in the registry: {exc.message}") from None
-    return name, str(found.version), found
+    return name, str(found.version), found, source
 
 
 def _load_baseline(uri: str | None, run_id: str | None, tracking_uri: str | None) -> np.ndarray | None:
@@ -248,8 +251,6 @@ def load_model(
     """Load ``model_uri`` (registry URI or local directory) with its signature, lineage
     tags and monitoring baseline; ``name``/``version`` label a local directory, whose
     registry identity the files do not record. Raises :class:`ModelLoadError`."""
-    if tracking_uri:
-        os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri)
     import mlflow.artifacts
     import mlflow.sklearn
     from mlflow.models import Model
@@ -258,13 +259,13 @@ def load_model(
     run_id = None
     baseline_uri = None
     if model_uri.startswith("models:/"):
-        name, version, found = _registry_version(model_uri, tracking_uri)
+        name, version, found, source = _registry_version(model_uri, tracking_uri)
         lineage = dict(found.tags)
         run_id = found.run_id
         baseline_uri = lineage.get("baseline_uri")
         load_uri = f"models:/{name}/{version}"
         try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=load_uri, tracking_uri=tracking_uri)
+            local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri)
         except Exception as exc:
             raise ModelLoadError(f"cannot download {load_uri}: {exc}") from None
     else:

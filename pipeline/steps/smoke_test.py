@@ -64,9 +64,14 @@ def known_prediction(tracking_uri: str, model_name: str, version: str) -> KnownP
     import mlflow.artifacts
     import mlflow.sklearn
     from mlflow.models import Model
+    from mlflow.tracking import MlflowClient
 
     uri = f"models:/{model_name}/{version}"
-    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri)
+    # Asked of this registry explicitly: a models:/ download would use the process-global
+    # registry URI, which the caller may not have set.
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    source = client.get_model_version_download_uri(model_name, str(version))
+    local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri)
     example = Model.load(local).load_input_example(local)
     if example is None:
         raise ValueError(f"{uri} has no input example; the smoke test needs one to compare against")

@@ -81,6 +81,7 @@ def train_and_register(
     probabilities = model.predict_proba(features)[:, 1]
 
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
     experiment = f"serving-fixture-{model_name}"
     client = MlflowClient(tracking_uri)
     if client.get_experiment_by_name(experiment) is None:

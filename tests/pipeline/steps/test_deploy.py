@@ -40,7 +40,18 @@ def first(store: Path) -> Any:
 
 
 def test_good_version_passes_and_stays_champion(first: Any, store: Path) -> None:
-    result = deploy(first.tracking_uri, "adult-income", first.version, None, log_dir=store / "logs")
+    import mlflow
+
+    # The process-global registry points elsewhere: deploy must use only the URI it is given.
+    elsewhere = f"sqlite:///{store / 'elsewhere.db'}"
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(elsewhere)
+    mlflow.set_registry_uri(elsewhere)
+    try:
+        result = deploy(first.tracking_uri, "adult-income", first.version, None, log_dir=store / "logs")
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
     assert result.passed, result.checks
     assert [c.name for c in result.checks] == ["known_input", "server_start", "health", "known_prediction", "version"]
     assert result.rolled_back_to is None and not result.alias_deleted
