@@ -131,7 +131,8 @@ class PeakRss:
         return self.peak
 
 
-def _bodies(tracking_uri: str, model_name: str) -> dict[str, bytes]:
+def _bodies() -> dict[str, bytes]:
+    """The two request bodies: 1 and 100 rows of the dataset, as dataframe_split."""
     from tests.serving.model_factory import load_sample
 
     frame = load_sample(100, seed=42)[list(FEATURES)].astype(object)
@@ -206,6 +207,7 @@ def _labels(sample: Any) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Pick the model, benchmark both servers one after the other, print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracking-uri", help="registry to take the model from (default: local store if it has one)")
     parser.add_argument("--model-name", default="adult-income")
@@ -228,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no champion in the local store: training the fixture model (ColumnTransformer + XGBoost)", flush=True)
         tracking_uri = train_and_register(Path(tempfile.mkdtemp(prefix="bench-store-")), args.model_name).tracking_uri
     model_uri = f"models:/{args.model_name}@champion"
-    bodies = _bodies(tracking_uri, args.model_name)
+    bodies = _bodies()
     venv_bin = str(Path(sys.executable).parent)
 
     def ours() -> Any:
