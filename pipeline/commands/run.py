@@ -70,8 +70,18 @@ def summary(result: Any) -> str:
 
 def run_command(args: argparse.Namespace) -> int:
     """Build the run's configuration from the arguments, run it, print the summary."""
+    import logging
+
     from pipeline.local_store import LocalStore
     from pipeline.runner import RunConfig, run_pipeline
+
+    # The training module says which device XGBoost uses; show it beside the progress lines.
+    training_log = logging.getLogger("training")
+    if not training_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("      %(message)s"))
+        training_log.addHandler(handler)
+        training_log.setLevel(logging.INFO)
 
     try:
         hyper = _key_values(args.param, "--param")
