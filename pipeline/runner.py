@@ -342,6 +342,8 @@ class RunConfig:
     split: Any = None
     validation: Any = None
     gate: Any = None
+    deploy: bool = True
+    """Serve and smoke-test a newly promoted champion on 127.0.0.1 (rolls back on failure)."""
 
     def resolved(self) -> RunConfig:
         """A copy with every ``None`` replaced by its default (tracking URI: argument, else
@@ -362,6 +364,7 @@ class RunConfig:
             split=self.split or SplitParams(),
             validation=self.validation or ValidationThresholds(),
             gate=self.gate or GateThresholds(),
+            deploy=self.deploy,
         )
 
 

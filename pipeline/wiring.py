@@ -2,10 +2,10 @@
 
 Each adapter below reads its inputs from the cache, calls the pure step function from
 ``pipeline.steps`` (or ``training``), and writes its outputs; the runner decides whether
-it needs to run at all. ``commit_pipeline()`` returns the step list; later stages
-(deploy, smoke test) are appended to it by their owners without touching these.
+it needs to run at all. ``commit_pipeline()`` returns the step list.
 
     ingest -> validate -> split -> train -> evaluate -> champion* -> gate* -> register*
+    -> deploy* (serve the new champion on 127.0.0.1, smoke-test, roll back on failure)
     (* under the registry lock)
 """
 
@@ -302,6 +302,57 @@ def register_step(ctx: StepContext) -> dict[str, Artifact]:
     return {"registration": Artifact("registration", path, ctx.key)}
 
 
+def deploy_step(ctx: StepContext) -> dict[str, Artifact]:
+    """Serve a newly promoted champion on 127.0.0.1 and smoke-test it; roll back on failure.
+
+    Runs only when register promoted a version. A failed smoke test moves ``champion``
+    back to the version it replaced (``pipeline.steps.deploy``) and ends the run with
+    DEPLOY_FAILED. The register step's cache entry is dropped then, so a re-run registers
+    and deploys afresh instead of replaying a promotion that was rolled back.
+    """
+    from pipeline.steps.deploy import deploy
+
+    registration = _json(ctx.inputs["registration"].path)
+    if not registration["promoted"] or not ctx.config.deploy:
+        return {}
+    previous = _json(ctx.inputs["champion"].path)
+    result = deploy(
+        ctx.tracking_uri,
+        ctx.config.model_name,
+        registration["version"],
+        previous["version"] if previous else None,
+        log_dir=ctx.report_dir,
+    )
+    ctx.report_dir.mkdir(parents=True, exist_ok=True)
+    (ctx.report_dir / "deploy.json").write_text(
+        json.dumps(
+            {
+                "passed": result.passed,
+                "version": result.version,
+                "checks": [asdict(check) for check in result.checks],
+                "rolled_back_to": result.rolled_back_to,
+                "alias_deleted": result.alias_deleted,
+                "server_log": str(result.log_path),
+                "message": result.message,
+            },
+            indent=2,
+        )
+    )
+    if not result.passed:
+        shutil.rmtree(ctx.store.cache_dir / "register" / ctx.keys["register"], ignore_errors=True)
+        raise StopPipeline(
+            {
+                "exit_code": ExitCode.DEPLOY_FAILED,
+                "status": "rolled_back",
+                "champion_version": result.rolled_back_to,
+                "reasons": [f"smoke check {c.name} failed: {c.detail}" for c in result.checks if not c.passed],
+                "message": result.message,
+            }
+        )
+    ctx.set_outcome(message=f"v{result.version} promoted to champion; {result.message}")
+    return {}
+
+
 def _src(*modules: str) -> tuple[str, ...]:
     # The adapters in this module are part of every step's code.
     return (*modules, "pipeline.wiring")
@@ -342,5 +393,12 @@ def commit_pipeline() -> list[Step]:
                     "candidate_key", "validation_report"),
             params=lambda c: {"model_name": c.model_name, "tracking_uri": c.tracking_uri},
             locked=True,
+        ),
+        Step(
+            "deploy", deploy_step,
+            sources=_src(_STEPS + "deploy", _STEPS + "smoke_test", "serving.process"),
+            inputs=("registration", "champion"),
+            params=lambda c: {"deploy": c.deploy},
+            cache=False, locked=True,
         ),
     ]

@@ -1,9 +1,10 @@
 """``python -m pipeline run``: the commit pipeline end to end on the embedded default.
 
-Validate, split, train, evaluate, gate and register, with progress per step and a
-summary at the end (champion, gate decision and reasons, report, how to open the
-MLflow UI). Exit codes: 0 promoted or nothing to do, 3 gate refused, 4 invalid data,
-1 error (``pipeline/exit_codes.py``).
+Validate, split, train, evaluate, gate, register, then serve a newly promoted champion
+on 127.0.0.1 and smoke-test it (rolling the alias back if it fails), with progress per
+step and a summary at the end (champion, gate decision and reasons, report, how to open
+the MLflow UI). Exit codes: 0 promoted or nothing to do, 3 gate refused, 4 invalid data,
+5 smoke test failed and rolled back, 1 error (``pipeline/exit_codes.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def add_parser(subparsers: Any) -> None:
     """Register the ``run`` subcommand."""
     parser = subparsers.add_parser(
         "run",
-        help="run the commit pipeline: validate, train, evaluate, gate, register",
+        help="run the commit pipeline: validate, train, evaluate, gate, register, deploy locally",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -47,6 +48,8 @@ def add_parser(subparsers: Any) -> None:
                         help="training hyperparameter, e.g. --param n_estimators=200 --param device=cpu")
     parser.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE",
                         help="gate threshold, e.g. --gate min_roc_auc=0.9 --gate auc_tolerance=0.005")
+    parser.add_argument("--no-deploy", dest="deploy", action="store_false",
+                        help="stop after register: do not serve and smoke-test a new champion locally")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     parser.set_defaults(func=run_command)
 
@@ -106,6 +109,7 @@ def run_command(args: argparse.Namespace) -> int:
         force=args.force,
         hyperparameters=hyperparameters,
         gate=gate_thresholds,
+        deploy=args.deploy,
     )
     result = run_pipeline(config)
     if args.json:

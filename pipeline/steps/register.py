@@ -130,13 +130,18 @@ def register(candidate: Candidate, *, tracking_uri: str, artifact_location: str 
     ``artifact_location`` is the experiment's artifact root when the experiment is
     created (the local store's ``artifacts/`` folder), None to let the server decide.
     """
+    from pipeline.mlflow_scope import mlflow_uris
+
+    with mlflow_uris(tracking_uri):
+        return _register(candidate, tracking_uri=tracking_uri, artifact_location=artifact_location)
+
+
+def _register(candidate: Candidate, *, tracking_uri: str, artifact_location: str | None) -> Registered:
     import mlflow
     from mlflow import MlflowClient
 
     from pipeline.steps.evaluate import predict_proba
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     experiment = client.get_experiment_by_name(candidate.model_name)
     experiment_id = (
@@ -227,6 +232,7 @@ def load_champion_model(tracking_uri: str, model_name: str, version: str) -> Any
     """The champion's sklearn model, loaded by version number (never by a moving alias)."""
     import mlflow
 
-    mlflow.set_registry_uri(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+    from pipeline.mlflow_scope import mlflow_uris
+
+    with mlflow_uris(tracking_uri):
+        return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
