@@ -63,18 +63,9 @@ class Hyperparameters:
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Hyperparameters:
         """Build from strings or numbers (CLI args, SageMaker's hyperparameters.json, ``k=v``)."""
-        fields = cls.__dataclass_fields__
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown hyperparameter(s): {', '.join(unknown)}; known: {', '.join(fields)}")
-        converted: dict[str, Any] = {}
-        for key, raw in values.items():
-            kind = type(getattr(cls(), key))
-            try:
-                converted[key] = kind(raw) if kind is not int else int(float(raw))
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"hyperparameter {key}={raw!r} is not a valid {kind.__name__}") from exc
-        return cls(**converted)
+        from pipeline.typed_params import from_mapping
+
+        return from_mapping(cls, values, what="hyperparameter")
 
 
 @lru_cache(maxsize=1)

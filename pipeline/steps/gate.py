@@ -60,19 +60,9 @@ class GateThresholds:
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> GateThresholds:
         """Build from ``k=v`` strings or numbers, rejecting unknown keys by name."""
-        fields = cls.__dataclass_fields__
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown gate threshold(s): {', '.join(unknown)}; known: {', '.join(fields)}")
-        defaults = cls()
-        converted = {}
-        for key, raw in values.items():
-            kind = type(getattr(defaults, key))
-            try:
-                converted[key] = int(float(raw)) if kind is int else kind(raw)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"gate threshold {key}={raw!r} is not a valid {kind.__name__}") from exc
-        return cls(**converted)
+        from pipeline.typed_params import from_mapping
+
+        return from_mapping(cls, values, what="gate threshold")
 
 
 @dataclass(frozen=True)
