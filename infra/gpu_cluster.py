@@ -33,6 +33,32 @@ NVIDIA_DEVICE_PLUGIN_CHART = ("https://nvidia.github.io/k8s-device-plugin", "nvi
 CLUSTER_AUTOSCALER_CHART = ("https://kubernetes.github.io/autoscaler", "cluster-autoscaler",
                             "9.46.6")
 MANAGED = "arn:aws:iam::aws:policy/"
+CLOUDWATCH_OBSERVABILITY_VERSION = "v4.10.3-eksbuild.1"
+"""Pinned: v5.3.0 dropped the agent ClusterRole's configmap ``get`` and broke its EKS
+resource detection (aws-observability/application-signals-demo#334 pins this build)."""
+CLOUDWATCH_NAMESPACE = "amazon-cloudwatch"
+CLOUDWATCH_AGENT = "cloudwatch-agent"
+EMF_PORT = 25888
+
+
+def emf_log_group_name(prefix: str) -> str:
+    """Where the agent writes the serving EMF records (CloudWatch extracts the metrics)."""
+    return f"/mlops/{prefix}/serving-metrics"
+
+
+def emf_endpoint() -> str:
+    """The agent's EMF listener as pods reach it (the add-on's ``cloudwatch-agent`` Service)."""
+    return f"tcp://{CLOUDWATCH_AGENT}.{CLOUDWATCH_NAMESPACE}:{EMF_PORT}"
+
+
+def cloudwatch_agent_config() -> dict[str, Any]:
+    """The add-on's ``agent.config``: enhanced Container Insights with GPU metrics (the
+    idle-GPU alarm reads them) plus the EMF listener on tcp/udp 25888 (the serving
+    metrics). Giving a config replaces the add-on's default, which also turns on
+    Application Signals; it is left off, so the agent needs no X-Ray rights."""
+    return {"agent": {"config": {"logs": {"metrics_collected": {
+        "kubernetes": {"enhanced_container_insights": True, "accelerated_compute_metrics": True},
+        "emf": {}}}}}}
 
 
 @dataclass
@@ -78,6 +104,9 @@ class GpuCluster(pulumi.ComponentResource):
 
     cluster_name: pulumi.Output[str]
     cluster_arn: pulumi.Output[str]
+    emf_endpoint: str
+    emf_log_group_name: pulumi.Output[str]
+    private_subnet_count: int
     cluster_security_group_id: pulumi.Output[str]
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
@@ -171,13 +200,27 @@ class GpuCluster(pulumi.ComponentResource):
                 lambda v: policies.irsa_trust(v[0], v[1], namespace, account))
             return role(f"{name}-{suffix}-role", trust=trust, tags=tags, opts=here, **kw)
 
-        cw_role = irsa("cloudwatch-agent", "amazon-cloudwatch", "cloudwatch-agent",
-                       managed_policy_arns=[MANAGED + "CloudWatchAgentServerPolicy"])
+        # The agent writes the serving EMF records here; created first for retention + KMS.
+        emf_group = log_group(f"{name}-serving-metrics-logs",
+                              log_group_name=emf_log_group_name(args.prefix),
+                              retention_days=args.log_retention_days, kms_key_arn=key.arn,
+                              tags=tags, opts=here)
+        cw_role = irsa("cloudwatch-agent", CLOUDWATCH_NAMESPACE, CLOUDWATCH_AGENT,
+                       policy_inputs=[cluster.name, args.account_id, emf_group.name],
+                       policy=lambda cname, acct, group: policies.cloudwatch_agent_policy(
+                           cluster_name=cname, account_id=acct, region=args.region,
+                           emf_log_group_name=group))
         aws.eks.Addon(f"{name}-cloudwatch-observability", cluster_name=cluster.name,
                       addon_name="amazon-cloudwatch-observability",
+                      addon_version=CLOUDWATCH_OBSERVABILITY_VERSION,
+                      configuration_values=json.dumps(cloudwatch_agent_config()),
                       service_account_role_arn=cw_role.arn,
                       resolve_conflicts_on_update="OVERWRITE", tags=tags,
                       opts=pulumi.ResourceOptions(parent=self, depends_on=[system]))
+        self.emf_endpoint = emf_endpoint()
+        self.emf_log_group_name = emf_group.name
+        self.private_subnet_count = len(args.private_subnet_ids)
+        """The control plane's ENIs sit in these subnets (vpc_config.subnet_ids)."""
 
         self.kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint,
                                             cluster.certificate_authority).apply(

@@ -13,7 +13,12 @@ thresholds: 5xx share, p99 latency, prediction-drift PSI. HPA, PDB (minAvailable
 a NetworkPolicy complete it; the Services are ClusterIP, plus one internal NLB that
 only the VPC reaches (the smoke-test stage). A CronJob runs ``python -m pipeline
 monitor`` on the captured requests and publishes the drift and performance metrics
-that the Monitoring alarms (and through them the retrain trigger) read.
+that the Monitoring alarms (and through them the retrain trigger) read. The server
+itself publishes the serving metrics (``MLOps/Serving``) as EMF records to the
+cluster's CloudWatch agent (endpoint, log group and dimensions passed in its env).
+The Deploy stage owns the image and ``MODEL_URI``/``MODEL_VERSION`` (ignored by Pulumi)
+and reads ``/version`` through the API server's service proxy (admitted on 8080 from
+the control plane's subnets).
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ import pulumi_kubernetes as k8s
 from infra import policies
 from infra.common import prop
 from infra.config import ServingSettings
-from infra.gpu_cluster import GpuCluster
+from infra.gpu_cluster import CLOUDWATCH_NAMESPACE, EMF_PORT, GpuCluster
 from infra.kube import (container_security_context, http_probe, pod_security_context,
                         pool_placement, resources)
+from infra.naming import subnet_cidrs
 from pipeline import metric_names as mn
 
 ARGO_ROLLOUTS_CHART = ("https://argoproj.github.io/argo-helm", "argo-rollouts", "2.41.0")
@@ -37,6 +43,30 @@ PROMETHEUS_CHART = ("https://prometheus-community.github.io/helm-charts", "prome
 PROMETHEUS_URL = "http://prometheus-server.monitoring.svc.cluster.local:80"
 SERVING_PORT = 8080
 APP = "model-server"
+DEPLOY_OWNED_ENV: tuple[str, ...] = ("MODEL_URI", "MODEL_VERSION")
+"""Env entries whose values the Deploy stage patches (pipeline/delivery/rollout.py,
+``patch_for``); declared first, so their positions are fixed and Pulumi can ignore them."""
+
+
+def deploy_ignore_changes(container_index: int = 0) -> list[str]:
+    """Paths of the pod template the Deploy stage owns, which ``pulumi up`` must not
+    revert (reverting them would start an unwanted rollout back to an old model): the
+    image and the values of ``DEPLOY_OWNED_ENV``, which sit at env[0..n-1]."""
+    base = f"spec.template.spec.containers[{container_index}]"
+    return [f"{base}.image", *[f"{base}.env[{i}].value" for i in range(len(DEPLOY_OWNED_ENV))]]
+
+
+def control_plane_ingress(vpc_cidr: str, private_subnet_count: int) -> dict[str, Any]:
+    """Ingress for the API server's service proxy (the Deploy stage reads ``/version``
+    through ``/api/v1/namespaces/NS/services/model-server:8080/proxy/version``).
+
+    The EKS control plane reaches pods from the cross-account ENIs it places in the
+    cluster's subnets (the private subnets here), with the cluster security group; a
+    NetworkPolicy cannot name a security group, so the tightest peer it can express is
+    those subnets' CIDRs, on the serving port only."""
+    private, _ = subnet_cidrs(vpc_cidr, private_subnet_count)
+    return {"ports": [{"protocol": "TCP", "port": SERVING_PORT}],
+            "from": [{"ipBlock": {"cidr": cidr}} for cidr in private]}
 
 
 @dataclass
@@ -191,6 +221,9 @@ class ModelService(pulumi.ComponentResource):
             "args": ["--host", "0.0.0.0", "--port", str(SERVING_PORT)],
             "ports": [{"name": "http", "containerPort": SERVING_PORT}],
             "env": [
+                # Deploy-owned, first and empty: the server then follows MODEL_NAME +
+                # MODEL_ALIAS until the Deploy stage pins a version (deploy_ignore_changes).
+                *[{"name": key, "value": ""} for key in DEPLOY_OWNED_ENV],
                 {"name": "MODEL_NAME", "value": args.model_name},
                 {"name": "MODEL_ALIAS", "value": "champion"},
                 {"name": "MLFLOW_TRACKING_URI", "value": args.mlflow_tracking_uri},
@@ -199,6 +232,12 @@ class ModelService(pulumi.ComponentResource):
                     "s3://", args.capture_bucket_name, "/capture/", args.stack, "/", args.model_name)},
                 {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
                 {"name": "HOME", "value": "/tmp"},
+                # Serving metrics to CloudWatch (serving/emf.py) under the names and
+                # dimensions the Monitoring alarms read.
+                {"name": "AWS_EMF_AGENT_ENDPOINT", "value": args.cluster.emf_endpoint},
+                {"name": "AWS_EMF_LOG_GROUP_NAME", "value": args.cluster.emf_log_group_name},
+                {"name": "METRICS_MODEL_NAME", "value": args.model_name},
+                {"name": "MLOPS_STACK", "value": args.stack},
             ],
             "resources": resources(s.cpu, s.memory, gpus),
             "readinessProbe": http_probe("/ping", SERVING_PORT, initial_delay=10, period=5),
@@ -237,17 +276,21 @@ class ModelService(pulumi.ComponentResource):
                   "minReadySeconds": 10,
                   "template": {"metadata": {"labels": labels, "annotations": pod_annotations},
                                "spec": pod_spec}},
-            # The deploy stage moves the image to each new champion's digest; Pulumi must
-            # not move it back on the next `pulumi up`.
-            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(ignore_changes=[
-                "spec.template.spec.containers[0].image"])))
+            # The deploy stage moves the image and MODEL_URI/MODEL_VERSION to each new
+            # champion; Pulumi must not move them back (and roll out) on the next `up`.
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+                ignore_changes=deploy_ignore_changes())))
 
         self.service_name = APP
-        for svc in (APP, f"{APP}-canary"):
+        # The API server's service proxy resolves `services/NAME:PORT` against the
+        # Service's ports, so the stable Service also answers on 8080 for the Deploy
+        # stage's `/proxy/version` read (pipeline/delivery/rollout.py, served_version).
+        for svc, extra in ((APP, [{"name": "direct", "port": SERVING_PORT, "targetPort": SERVING_PORT}]),
+                           (f"{APP}-canary", [])):
             k8s.core.v1.Service(f"{name}-svc-{svc}", metadata={
                 "name": svc, "namespace": ns_name, "labels": labels},
                 spec={"type": "ClusterIP", "selector": labels,
-                      "ports": [{"name": "http", "port": 80, "targetPort": SERVING_PORT}]},
+                      "ports": [{"name": "http", "port": 80, "targetPort": SERVING_PORT}, *extra]},
                 opts=k8s_opts)
 
         # Reachable from inside the VPC only (the smoke-test stage runs there): an internal
@@ -312,11 +355,18 @@ class ModelService(pulumi.ComponentResource):
                       {"namespaceSelector": {"matchLabels": {
                           "kubernetes.io/metadata.name": "monitoring"}}},
                       {"namespaceSelector": {"matchLabels": {
-                          "mlops.platform/serving-client": "true"}}}]}],
+                          "mlops.platform/serving-client": "true"}}}]},
+                      control_plane_ingress(args.vpc_cidr, args.cluster.private_subnet_count)],
                   "egress": [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
                              {"ports": [{"protocol": "TCP", "port": 80}],
                               "to": [{"ipBlock": {"cidr": args.vpc_cidr}}]},
-                             {"ports": [{"protocol": "TCP", "port": 443}]}]},
+                             {"ports": [{"protocol": "TCP", "port": 443}]},
+                             # EMF records to the CloudWatch agent: its namespace, or the
+                             # node's address should the agent run on the host network.
+                             {"ports": [{"protocol": "TCP", "port": EMF_PORT}],
+                              "to": [{"namespaceSelector": {"matchLabels": {
+                                  "kubernetes.io/metadata.name": CLOUDWATCH_NAMESPACE}}},
+                                  {"ipBlock": {"cidr": args.vpc_cidr}}]}]},
             opts=k8s_opts)
 
         self._monitor_job(name, args, ns_name, k8s_opts)

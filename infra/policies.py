@@ -185,6 +185,34 @@ def sagemaker_execution_policy(*, account_id: str, region: str, prefix: str, rol
     )
 
 
+def cloudwatch_agent_policy(*, cluster_name: str, account_id: str, region: str,
+                            emf_log_group_name: str) -> PolicyDocument:
+    """The CloudWatch observability add-on's agent and Fluent Bit, in place of the broad
+    managed ``CloudWatchAgentServerPolicy``.
+
+    Enhanced Container Insights and the serving EMF records both reach CloudWatch as
+    EMF log events (CloudWatch Logs extracts the metrics), so the agent needs
+    ``PutMetricData`` only under Container Insights' namespace; log writes are scoped to
+    this cluster's Container Insights groups and the serving metrics group. No X-Ray,
+    no SSM: the add-on's configuration turns Application Signals off and carries the
+    agent config inline. ``ec2:Describe*`` reads are what the agent uses to tag node
+    metrics; AWS offers them only on ``*``.
+    """
+    logs = f"arn:aws:logs:{region}:{account_id}:log-group:"
+    groups = [f"{logs}/aws/containerinsights/{cluster_name}/*", f"{logs}{emf_log_group_name}"]
+    return _doc(
+        {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:PutRetentionPolicy",
+                                       "logs:DescribeLogStreams", "logs:CreateLogStream",
+                                       "logs:PutLogEvents"],
+         "Resource": groups + [f"{g}:*" for g in groups]},
+        {"Effect": "Allow", "Action": ["logs:DescribeLogGroups"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["cloudwatch:PutMetricData"], "Resource": "*",
+         "Condition": {"StringEquals": {"cloudwatch:namespace": "ContainerInsights"}}},
+        {"Effect": "Allow", "Action": ["ec2:DescribeTags", "ec2:DescribeVolumes",
+                                       "ec2:DescribeInstances"], "Resource": "*"},
+    )
+
+
 def start_pipeline_policy(codepipeline_arn: str) -> PolicyDocument:
     """The retrain trigger's role: start exactly one CodePipeline, nothing else."""
     return _doc({"Effect": "Allow", "Action": ["codepipeline:StartPipelineExecution"],

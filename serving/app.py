@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from serving.capture import CaptureWriter, capture_record
+from serving.emf import EmfPublisher
 from serving.metrics import ServingMetrics
 from serving.model import LoadedModel, Prediction
 from serving.openapi import build_openapi
@@ -87,11 +88,15 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class ServingApp:
     """The ASGI app serving one loaded model."""
 
-    def __init__(self, model: LoadedModel, settings: AppSettings, capture: CaptureWriter | None = None) -> None:
+    def __init__(self, model: LoadedModel, settings: AppSettings, capture: CaptureWriter | None = None,
+                 emf: EmfPublisher | None = None) -> None:
         self.model = model
         self.settings = settings
         self.capture = capture
-        self.metrics = ServingMetrics(model.name, model.version, model.baseline_predictions)
+        self.emf = emf
+        self.metrics = ServingMetrics(model.name, model.version, model.baseline_predictions, sink=emf)
+        if emf is not None:
+            self.metrics.registry.register(emf.collector())
         self._executor = ThreadPoolExecutor(max_workers=settings.model_threads, thread_name_prefix="model")
         self._column_names = [spec.name for spec in model.columns]
         self._openapi = json.dumps(build_openapi(model.columns, model.name, model.version)).encode()
@@ -139,11 +144,16 @@ class ServingApp:
             if message["type"] == "lifespan.startup":
                 if self.capture is not None:
                     self.capture.start()
+                if self.emf is not None:
+                    self.emf.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self._executor.shutdown(wait=True, cancel_futures=True)
                 if self.capture is not None:
                     self.capture.close()
+                if self.emf is not None:
+                    # The last partial window: requests served just before SIGTERM count.
+                    await asyncio.get_running_loop().run_in_executor(None, self.emf.stop)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -77,10 +78,21 @@ class _DriftCollector(Collector):
         yield family
 
 
-class ServingMetrics:
-    """The server's metrics, with label children cached for the hot path."""
+class InvocationSink(Protocol):
+    """Another consumer of each invocation (the EMF publisher to CloudWatch)."""
 
-    def __init__(self, model_name: str, model_version: str, baseline: np.ndarray | None, window: int = 10_000) -> None:
+    def observe(self, status: int, seconds: float) -> None: ...
+
+
+class ServingMetrics:
+    """The server's metrics, with label children cached for the hot path.
+
+    ``sink`` also receives every invocation: the CloudWatch EMF publisher
+    (``serving.emf``), so Prometheus and CloudWatch count the same requests."""
+
+    def __init__(self, model_name: str, model_version: str, baseline: np.ndarray | None, window: int = 10_000,
+                 sink: InvocationSink | None = None) -> None:
+        self._sink = sink
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = Counter(
             "mlserve_requests_total", "Invocations by HTTP status code", ["status"], registry=self.registry
@@ -112,6 +124,8 @@ class ServingMetrics:
             child = self._children[status] = self._requests.labels(status=str(status))
         child.inc()
         self._latency.observe(seconds)
+        if self._sink is not None:
+            self._sink.observe(status, seconds)
 
     def scored(self, rows: int, probabilities: list[float] | None) -> None:
         """Count scored rows and feed the drift window."""

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from serving.app import DEFAULT_MAX_BODY_BYTES, AppSettings
 from serving.capture import CaptureSettings
+from serving.emf import Endpoint, EmfSettings
 
 log = logging.getLogger("serving")
 
@@ -44,6 +45,8 @@ class ServerOptions:
     fast_path: bool = True
     access_log: bool = False
     log_level: str = "info"
+    emf: EmfSettings | None = None
+    """CloudWatch EMF publishing; ``None`` (the local default) publishes nothing."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -79,6 +82,12 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, default_host: str |
     cap.add_argument("--capture-max-bytes", type=int, default=16 * 1024 * 1024, help="rotate capture files at this size")
     cap.add_argument("--capture-queue", type=int, default=1024, help="records buffered before dropping")
     cap.add_argument("--capture-s3-uri", default=env.get("CAPTURE_S3_URI"), help="ship closed capture files here")
+    cw = parser.add_argument_group("cloudwatch (EMF through the CloudWatch agent)")
+    cw.add_argument("--emf-endpoint", default=env.get("AWS_EMF_AGENT_ENDPOINT"), help="tcp://host:port or udp://host:port of the agent's EMF listener (off when unset)")
+    cw.add_argument("--metrics-stack", default=env.get("MLOPS_STACK"), help="the Stack dimension (dev, prod); required with --emf-endpoint")
+    cw.add_argument("--metrics-model-name", default=env.get("METRICS_MODEL_NAME"), help="the ModelName dimension (default: the served model's name)")
+    cw.add_argument("--emf-interval", type=float, default=float(env.get("AWS_EMF_FLUSH_SECONDS", "60")), help="seconds per EMF record (default 60)")
+    cw.add_argument("--emf-log-group", default=env.get("AWS_EMF_LOG_GROUP_NAME"), help="log group the agent writes the records to")
 
 
 def options_from_args(args: argparse.Namespace) -> ServerOptions:
@@ -100,7 +109,13 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
             queue_size=args.capture_queue,
             s3_uri=args.capture_s3_uri,
         )
+    emf = None
+    if args.emf_endpoint:
+        emf = EmfSettings(Endpoint.parse(args.emf_endpoint), stack=args.metrics_stack or "",
+                          model_name=args.metrics_model_name, flush_interval_s=args.emf_interval,
+                          log_group_name=args.emf_log_group)
     return ServerOptions(
+        emf=emf,
         model_uri=model_uri,
         tracking_uri=args.tracking_uri,
         host=args.host,
@@ -123,7 +138,9 @@ def run(options: ServerOptions) -> int:
     import uvicorn
 
     from serving.app import ServingApp
+    from pipeline import metric_names as mn
     from serving.capture import CaptureWriter
+    from serving.emf import EmfPublisher
     from serving.model import ModelLoadError, load_model
 
     logging.basicConfig(
@@ -153,7 +170,13 @@ def run(options: ServerOptions) -> int:
     gc.collect()
     gc.freeze()
     capture = CaptureWriter(options.capture) if options.capture else None
-    app = ServingApp(model, options.app, capture)
+    emf = None
+    if options.emf is not None:
+        # The ModelName dimension is the registered name the alarms watch.
+        emf = EmfPublisher(options.emf, model_name=model.name, model_version=model.version)
+        log.info("publishing %s for %s to CloudWatch through %s every %gs", mn.SERVING_NAMESPACE,
+                 emf.model_name, options.emf.endpoint, options.emf.flush_interval_s)
+    app = ServingApp(model, options.app, capture, emf)
     config = uvicorn.Config(
         app,
         host=options.host,
