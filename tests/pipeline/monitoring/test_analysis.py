@@ -159,11 +159,10 @@ def test_the_synthetic_generator_drifts_only_when_asked(serving, trained: Traine
     calm, moved = generate_synthetic(800, seed=11, drift=0.0), generate_synthetic(800, seed=12, drift=0.8)
     calm_result = run(serving, window_of(tmp_path / "calm", calm, trained)[0])
     moved_result = run(serving, window_of(tmp_path / "moved", moved, trained)[0])
-    # At drift 0 the generator's +-1.5 h jitter dissolves the real data's spike at 40 hours
-    # (47 % of rows, 13 % after jitter): a true distribution change the KS test sees, so
-    # hours_per_week is the one feature allowed to drift here.
-    assert set(calm_result.drifted_features) <= {"hours_per_week"}, calm_result.reasons
+    # At drift 0 every feature is the real one (the generator's rank jitter keeps the
+    # 40-hour spike), so nothing may drift.
+    assert calm_result.drifted_features == [], calm_result.reasons
     assert not calm_result.prediction.drifted
     assert moved_result.verdict is Verdict.DRIFT
-    assert {"age", "workclass", "race"} <= set(moved_result.drifted_features)
+    assert {"age", "hours_per_week", "occupation"} <= set(moved_result.drifted_features)
     assert moved_result.feature_drift_score > 2 * calm_result.feature_drift_score
