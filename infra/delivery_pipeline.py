@@ -10,7 +10,10 @@ customer key. Only the image-building project runs privileged.
 
 The buildspecs' side of the contract: ``STAGES`` lists the environment each one reads
 (named in each buildspec's header); BuildImages writes the ``images`` artifact
-(``images.json``: the pushed digests) that Train and Deploy take as a second input.
+(``images.json``: the pushed digests) that Train (as the SageMaker execution's image
+parameters) and Deploy take as a second input; Deploy writes the ``deployment``
+artifact (``deployment.json``: the Rollout and what it served before) that SmokeTest
+takes to restore the workload when the smoke test fails.
 """
 
 from __future__ import annotations
@@ -56,12 +59,16 @@ STAGES: tuple[Stage, ...] = (
     Stage("Train", "buildspecs/train.yml", in_vpc=True, inputs=("source", "images"),
           env=("SAGEMAKER_PIPELINE_NAME", "PIPELINE_ARTIFACTS_PREFIX", "DELIVERY_SNS_TOPIC_ARN",
                *MLFLOW_ENV), timeout_minutes=480),
+    # Deploy writes "deployment" (deployment.json: what it replaced) so that a failed
+    # smoke test can put the Rollout back, not only the alias.
     Stage("Deploy", "buildspecs/deploy.yml", in_vpc=True, cluster_access=True,
-          inputs=("source", "images"),
+          inputs=("source", "images"), outputs=("deployment",),
           env=("EKS_CLUSTER_NAME", "SERVING_NAMESPACE", "ROLLOUT_NAME", "SERVING_ALARMS",
                "DELIVERY_SNS_TOPIC_ARN", *MLFLOW_ENV), timeout_minutes=90),
-    Stage("SmokeTest", "buildspecs/smoke_test.yml", in_vpc=True,
-          env=("SERVING_URL", "DELIVERY_SNS_TOPIC_ARN", *MLFLOW_ENV), timeout_minutes=20),
+    Stage("SmokeTest", "buildspecs/smoke_test.yml", in_vpc=True, cluster_access=True,
+          inputs=("source", "deployment"),
+          env=("SERVING_URL", "EKS_CLUSTER_NAME", "DELIVERY_SNS_TOPIC_ARN", *MLFLOW_ENV),
+          timeout_minutes=30),
 )
 """The stages and the environment each buildspec reads (see each buildspec's header)."""
 SECRET_ENV = frozenset({"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"})
@@ -298,8 +305,9 @@ class DeliveryPipeline(pulumi.ComponentResource):
         def build_action(stage: Stage) -> dict[str, Any]:
             configuration: dict[str, Any] = {"ProjectName": projects[stage.name].name}
             if len(stage.inputs) > 1:
-                # The source is the primary input; "images" (images.json with the
-                # digests BuildImages pushed) arrives as $CODEBUILD_SRC_DIR_images.
+                # The source is the primary input; a second one ("images" from
+                # BuildImages, "deployment" from Deploy) arrives as
+                # $CODEBUILD_SRC_DIR_<artifact name>.
                 configuration["PrimarySource"] = "source"
             action: dict[str, Any] = {
                 "name": stage.name, "category": "Build", "owner": "AWS", "provider": "CodeBuild",

@@ -57,6 +57,14 @@ GATE_REFUSED_PREFIX: Final = "Gate refused the challenger:"
 PARAM_INPUT_DATA: Final = "InputDataUri"
 PARAM_GIT_COMMIT: Final = "GitCommit"
 PARAM_SERVING_IMAGE: Final = "ServingImageUri"
+PARAM_TRAINING_IMAGE: Final = "TrainingImageUri"
+PARAM_PROCESSING_IMAGE: Final = "ProcessingImageUri"
+IMAGE_PARAMETERS: Final[dict[str, str]] = {PARAM_PROCESSING_IMAGE: "training", PARAM_TRAINING_IMAGE: "training", PARAM_SERVING_IMAGE: "serving"}
+"""Execution parameter -> the ``images.json`` role (``deliver build-images``) that fills it.
+
+Processing steps run ``python -m pipeline step`` and that package ships in the training
+image, so both the processing and the training parameter take the training digest.
+"""
 
 _DIGEST_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._\-/:]*@sha256:[0-9a-f]{64}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]+$")
@@ -65,6 +73,15 @@ _PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
 # Instance families with NVIDIA GPUs that SageMaker training offers.
 _GPU_FAMILIES: Final = ("ml.g4dn.", "ml.g5.", "ml.g6.", "ml.g6e.", "ml.gr6.", "ml.p3.", "ml.p3dn.", "ml.p4d.", "ml.p4de.", "ml.p5.", "ml.p5e.", "ml.p5en.")
 _SDK_ENV_PREPARED = "_MLOPS_SAGEMAKER_OFFLINE_PREPARED"
+
+
+def is_digest_image(uri: str) -> bool:
+    """True when ``uri`` names an image by digest (``repo@sha256:<64 hex>``), never a tag.
+
+    Shared by the spec (parameter defaults) and ``deliver train`` (the values it passes),
+    so an execution can only ever run bytes that were scanned.
+    """
+    return bool(_DIGEST_IMAGE.match(uri or ""))
 
 
 def gate_params(gate: GateThresholds) -> list[str]:
@@ -86,7 +103,9 @@ class PipelineSpec:
     """Everything the SageMaker pipeline definition depends on, validated on creation.
 
     Images are referenced by digest (``repo@sha256:...``) so a definition always names
-    exactly the bytes that were scanned; a tag is refused. ``artifacts_s3_prefix`` is
+    exactly the bytes that were scanned; a tag is refused. They are the defaults of the
+    ``ProcessingImageUri``/``TrainingImageUri`` execution parameters, which ``deliver
+    train`` overrides with each push's freshly built digests. ``artifacts_s3_prefix`` is
     where each execution writes its step outputs (one folder per execution id), and
     ``data_s3_uri`` is the default of the ``InputDataUri`` execution parameter.
     """
@@ -117,7 +136,7 @@ class PipelineSpec:
             problems.append(f"role_arn {self.role_arn!r} is not an IAM role ARN")
         for name in ("processing_image_uri", "training_image_uri"):
             value = getattr(self, name)
-            if not _DIGEST_IMAGE.match(value or ""):
+            if not is_digest_image(value):
                 problems.append(f"{name} {value!r} must be referenced by digest (repo@sha256:<64 hex>), never by tag")
         if not str(self.gpu_instance_type).startswith(_GPU_FAMILIES):
             problems.append(f"gpu_instance_type {self.gpu_instance_type!r} is not a SageMaker GPU instance type (one of {', '.join(f + '*' for f in _GPU_FAMILIES)})")
@@ -249,6 +268,11 @@ def compile_pipeline_definition(spec: PipelineSpec) -> str:
     input_data = ParameterString(name=PARAM_INPUT_DATA, default_value=spec.data_s3_uri)
     git_commit = ParameterString(name=PARAM_GIT_COMMIT, default_value="unknown")
     serving_image = ParameterString(name=PARAM_SERVING_IMAGE, default_value="")
+    # Images are execution parameters, not constants: the definition is compiled at
+    # `pulumi up`, but every push builds new images, and `deliver train` passes those
+    # digests at start. The defaults are the digests known at `pulumi up`.
+    processing_image = ParameterString(name=PARAM_PROCESSING_IMAGE, default_value=spec.processing_image_uri)
+    training_image = ParameterString(name=PARAM_TRAINING_IMAGE, default_value=spec.training_image_uri)
 
     def out_uri(step: str) -> Any:
         # One folder per execution, so a re-run never reads a previous run's outputs.
@@ -282,7 +306,7 @@ def compile_pipeline_definition(spec: PipelineSpec) -> str:
         def processor(step_command: str, base_job_name: str) -> Any:
             return Processor(
                 role=spec.role_arn,
-                image_uri=spec.processing_image_uri,
+                image_uri=processing_image,
                 instance_count=1,
                 instance_type=spec.processing_instance_type,
                 entrypoint=["python", "-m", "pipeline", "step", step_command],
@@ -319,7 +343,7 @@ def compile_pipeline_definition(spec: PipelineSpec) -> str:
         trainer = ModelTrainer(
             sagemaker_session=session,
             role=spec.role_arn,
-            training_image=spec.training_image_uri,
+            training_image=training_image,
             base_job_name="mlops-train",
             compute=Compute(instance_type=spec.gpu_instance_type, instance_count=1, volume_size_in_gb=30, volume_kms_key_id=spec.kms_key_id),
             # Uncompressed, so S3ModelArtifacts is a folder the gate and register steps
@@ -376,7 +400,7 @@ def compile_pipeline_definition(spec: PipelineSpec) -> str:
         )
         pipeline = Pipeline(
             name=spec.pipeline_name,
-            parameters=[input_data, git_commit, serving_image],
+            parameters=[input_data, git_commit, serving_image, processing_image, training_image],
             steps=[validate, split, train, evaluate, gate],
             sagemaker_session=session,
         )

@@ -53,7 +53,7 @@ def add_parser(subparsers: Any) -> None:
     train.add_argument("--pipeline-name", default=os.environ.get("SAGEMAKER_PIPELINE_NAME"), required=os.environ.get("SAGEMAKER_PIPELINE_NAME") is None)
     train.add_argument("--artifacts-prefix", default=os.environ.get("PIPELINE_ARTIFACTS_PREFIX"), help="s3:// prefix the pipeline writes under (to print the gate report)")
     train.add_argument("--git-commit", default=os.environ.get("CODEBUILD_RESOLVED_SOURCE_VERSION", "unknown"))
-    train.add_argument("--images", type=Path, default=None, help="images.json from build-images (passes the serving image digest)")
+    train.add_argument("--images", type=Path, default=None, help="images.json from build-images: the training (and processing) and serving digests this execution runs; without it the digests known at `pulumi up` run")
     train.add_argument("--input-data", default=None, help="override the pipeline's InputDataUri")
     train.add_argument("--timeout-s", type=float, default=4 * 3600.0)
     train.add_argument("--poll-s", type=float, default=30.0)
@@ -74,6 +74,7 @@ def add_parser(subparsers: Any) -> None:
     deploy.add_argument("--poll-s", type=float, default=15.0)
     deploy.add_argument("--local", action="store_true", help="canary on 127.0.0.1 beside the locally served champion instead of the cluster")
     deploy.add_argument("--replay-data", type=Path, default=None, help="(--local) CSV/Parquet to replay (default: the dataset)")
+    deploy.add_argument("--record", type=Path, default=Path("deployment.json"), help="where to write what the deploy replaced (the SmokeTest stage's input)")
     deploy.set_defaults(func=deploy_command)
 
     smoke = stages.add_parser("smoke-test", help="smoke-test the serving endpoint; roll back the alias (and rollout) on failure")
@@ -81,7 +82,10 @@ def add_parser(subparsers: Any) -> None:
     smoke.add_argument("--url", required=True, help="base URL of the model server")
     smoke.add_argument("--tracking-uri", default=None)
     smoke.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
-    smoke.add_argument("--previous-version", default=None, help="version to move the champion alias back to on failure")
+    smoke.add_argument("--previous-version", default=None, help="without --deployment-record: version to move the champion alias back to on failure")
+    smoke.add_argument("--deployment-record", type=Path, default=None, help="deployment.json from the deploy stage: on failure the Rollout, then the alias, go back to what it replaced")
+    smoke.add_argument("--restore-timeout-s", type=float, default=600.0, help="how long to wait for the restored Rollout to be healthy")
+    smoke.add_argument("--poll-s", type=float, default=10.0)
     smoke.set_defaults(func=smoke_command)
 
     rehearse = stages.add_parser("rehearse", help="run the whole delivery sequence locally and print each stage's outcome")
@@ -125,6 +129,8 @@ def _read_images(path: Path | None) -> dict[str, str]:
         images = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise SystemExit(f"cannot read images file {path}: {exc}") from exc
+    if not isinstance(images, dict):
+        raise SystemExit(f"images file {path} must be a JSON object of role -> image, got {type(images).__name__}")
     return {str(k): str(v) for k, v in images.items()}
 
 
@@ -171,14 +177,13 @@ def build_images_command(args: argparse.Namespace) -> int:
 def train_command(args: argparse.Namespace) -> int:
     """Start the SageMaker pipeline, wait, and print the gate report either way."""
     from pipeline.delivery import gate_report, sagemaker_runs
-    from pipeline.sagemaker_compiler import PARAM_GIT_COMMIT, PARAM_INPUT_DATA, PARAM_SERVING_IMAGE
 
-    parameters = {PARAM_GIT_COMMIT: args.git_commit}
-    serving = _read_images(args.images).get("serving")
-    if serving:
-        parameters[PARAM_SERVING_IMAGE] = serving
-    if args.input_data:
-        parameters[PARAM_INPUT_DATA] = args.input_data
+    images = _read_images(args.images) if args.images is not None else None
+    try:
+        parameters = sagemaker_runs.execution_parameters(images, git_commit=args.git_commit, input_data=args.input_data)
+    except ValueError as exc:
+        return _finish(args, "train", ExitCode.USAGE, f"{exc} ({args.images}); nothing was started")
+    print("parameters: " + ", ".join(f"{k}={v}" for k, v in sorted(parameters.items())), flush=True)
     arn = sagemaker_runs.start_execution(args.pipeline_name, parameters, display_name=f"commit-{args.git_commit[:12]}", endpoint_url=args.endpoint_url)
     print(f"started {arn}", flush=True)
 
@@ -238,7 +243,9 @@ def deploy_command(args: argparse.Namespace) -> int:
         )
     except StageFailed as failed:
         return _finish(args, "deploy", failed.exit_code, failed.reason)
-    return _finish(args, "deploy", ExitCode.OK, f"{result.action}: {result.message}")
+    if result.record is not None:
+        result.record.write(args.record)
+    return _finish(args, "deploy", ExitCode.OK, f"{result.action}: {result.message}; record in {args.record}")
 
 
 def _deploy_local(args: argparse.Namespace, tracking_uri: str) -> int:
@@ -274,18 +281,53 @@ def _deploy_local(args: argparse.Namespace, tracking_uri: str) -> int:
 
 
 def smoke_command(args: argparse.Namespace) -> int:
-    """Smoke-test ``--url``; on failure move the champion alias back and exit 5."""
+    """Smoke-test ``--url``; on failure restore the Rollout, then the alias, and exit 5.
+
+    With ``--deployment-record`` (the CodePipeline path) the record is validated before
+    the smoke test runs, so a missing or malformed one refuses (exit 2) with nothing
+    touched. On failure the Rollout is patched back to the recorded previous version and
+    image, then the alias moves back; each step is printed. Exit 5 when both are back,
+    1 when the workload could not be restored (a person must look). Without a record,
+    only the alias moves (``--previous-version``), as before.
+    """
     from pipeline.delivery import registry
+    from pipeline.delivery.deploy_record import DeploymentRecordError, read_record
     from pipeline.delivery.rehearsal import default_smoke_test
 
+    record = None
+    if args.deployment_record is not None:
+        try:
+            record = read_record(args.deployment_record)
+        except DeploymentRecordError as exc:
+            return _finish(args, "smoke-test", ExitCode.USAGE, f"{exc}; nothing was smoke-tested or restored")
+        problems = []
+        if record.model_name != args.model_name:
+            problems.append(f"the record is for {record.model_name!r}, not --model-name {args.model_name!r}")
+        if args.previous_version and record.previous and args.previous_version != record.previous.model_version:
+            problems.append(f"--previous-version {args.previous_version} disagrees with the record's v{record.previous.model_version}")
+        if problems:
+            return _finish(args, "smoke-test", ExitCode.USAGE, "; ".join(problems) + "; nothing was smoke-tested or restored")
     tracking_uri = _tracking_uri(args.tracking_uri)
     check = default_smoke_test(tracking_uri, args.model_name)
     champion = registry.current_champion(tracking_uri, args.model_name)
     result = check(args.url, champion.version if champion else "")
     if getattr(result, "passed", False):
         return _finish(args, "smoke-test", ExitCode.OK, str(result))
-    action = registry.restore_champion(tracking_uri, args.model_name, args.previous_version) if args.previous_version else "alias left as is (no --previous-version)"
-    return _finish(args, "smoke-test", ExitCode.DEPLOY_FAILED, f"{result}; {action}")
+    if record is None:
+        action = registry.restore_champion(tracking_uri, args.model_name, args.previous_version) if args.previous_version else "alias left as is (no --previous-version)"
+        return _finish(args, "smoke-test", ExitCode.DEPLOY_FAILED, f"{result}; {action}")
+    from pipeline.delivery.deploy_cluster import restore_after_failed_smoke_test
+    from pipeline.delivery.errors import StageFailed
+
+    print(f"smoke-test: FAILED: {result}; restoring", file=sys.stderr, flush=True)
+    try:
+        restored, steps = restore_after_failed_smoke_test(record, tracking_uri=tracking_uri, timeout_s=args.restore_timeout_s, poll_s=args.poll_s)
+    except StageFailed as failed:
+        return _finish(args, "smoke-test", ExitCode.ERROR, f"{result}; {failed.reason}")
+    for step in steps:
+        print(f"  restore {step}", file=sys.stderr, flush=True)
+    code = ExitCode.DEPLOY_FAILED if restored else ExitCode.ERROR
+    return _finish(args, "smoke-test", code, f"{result}; " + "; ".join(steps))
 
 
 def rehearse_command(args: argparse.Namespace) -> int:

@@ -219,3 +219,39 @@ def watch_rollout(
 def abort(target: RolloutTarget, run: Callable[..., str] = kubectl) -> None:
     """Abort the Rollout (Argo moves all traffic back to the stable ReplicaSet)."""
     run(["-n", target.namespace, "patch", "rollout", target.name, "--subresource", "status", "--type", "merge", "-p", json.dumps({"status": {"abort": True}})])
+
+
+def promote_full(target: RolloutTarget, run: Callable[..., str] = kubectl) -> None:
+    """Skip the remaining canary steps, as ``kubectl argo rollouts promote --full`` does.
+
+    Used only when restoring the version that served before a failed smoke test: that
+    version already passed its own canary, and re-baking it would keep the failing
+    model on most of the traffic for the whole bake.
+    """
+    run(["-n", target.namespace, "patch", "rollout", target.name, "--subresource", "status", "--type", "merge", "-p", json.dumps({"status": {"promoteFull": True}})])
+
+
+def wait_healthy(
+    target: RolloutTarget,
+    *,
+    previous_pod_hash: str | None,
+    timeout_s: float,
+    poll_s: float = 10.0,
+    run: Callable[..., str] = kubectl,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> RolloutOutcome:
+    """Poll until healthy on a pod hash other than ``previous_pod_hash``; never aborts.
+
+    Unlike :func:`watch_rollout` this is for a restore: aborting it would leave the
+    failing revision serving, so a time-out is only reported.
+    """
+    start, polls = clock(), 0
+    while True:
+        polls += 1
+        state, message = rollout_state(get_rollout(target, run), previous_pod_hash)
+        if state != "progressing":
+            return RolloutOutcome(state, message, polls)
+        if clock() - start >= timeout_s:
+            return RolloutOutcome("timeout", f"not healthy after {timeout_s:.0f} s ({message})", polls)
+        sleep(poll_s)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.delivery.aws import make_client
-from pipeline.sagemaker_compiler import GATE_REFUSED_PREFIX, STEP_FAIL
+from pipeline.sagemaker_compiler import GATE_REFUSED_PREFIX, IMAGE_PARAMETERS, PARAM_GIT_COMMIT, PARAM_INPUT_DATA, STEP_FAIL, is_digest_image
 
 TERMINAL_OK = "Succeeded"
 TERMINAL_BAD = ("Failed", "Stopped")
@@ -43,6 +43,36 @@ class ExecutionResult:
     polls: int
 
 
+def execution_parameters(images: Mapping[str, str] | None, *, git_commit: str, input_data: str | None = None) -> dict[str, str]:
+    """The execution parameters for one push: its commit and its freshly built images.
+
+    The definition was compiled at ``pulumi up`` with that moment's digests as defaults;
+    a push that changed training code built new images, and without overriding
+    ``ProcessingImageUri``/``TrainingImageUri`` the pipeline would train with the old
+    ones. ``images`` is ``images.json`` from ``deliver build-images`` (role -> image);
+    when given, the training and serving images must be in it (Register records the
+    serving one for Deploy) and every value must be referenced by digest, else
+    ``ValueError`` before anything is started. ``None`` (a run by hand without an
+    images file) keeps the definition's defaults.
+    """
+    parameters = {PARAM_GIT_COMMIT: git_commit}
+    if input_data:
+        parameters[PARAM_INPUT_DATA] = input_data
+    if images is None:
+        return parameters
+    problems = [f"{role}={uri!r} is not referenced by digest (repo@sha256:<64 hex>)" for role, uri in sorted(images.items()) if not is_digest_image(uri)]
+    # The serving digest is required too: Register records it as the version's
+    # image_digest, which is what the Deploy stage later rolls out.
+    missing = sorted(set(IMAGE_PARAMETERS.values()) - set(images))
+    problems += [f"no {role!r} image" for role in missing]
+    if problems:
+        raise ValueError("images file refused: " + "; ".join(problems))
+    for name, role in IMAGE_PARAMETERS.items():
+        if role in images:
+            parameters[name] = images[role]
+    return parameters
+
+
 def start_execution(
     pipeline_name: str,
     parameters: Mapping[str, str],
@@ -54,7 +84,8 @@ def start_execution(
     """Start ``pipeline_name`` with ``parameters``; returns the execution ARN.
 
     Parameters are the compiled pipeline's (``InputDataUri``, ``GitCommit``,
-    ``ServingImageUri``); an empty name is refused before any call is made.
+    ``ServingImageUri``, ``ProcessingImageUri``, ``TrainingImageUri``: see
+    :func:`execution_parameters`); an empty name is refused before any call is made.
     """
     if not pipeline_name:
         raise ValueError("pipeline_name is required to start an execution")

@@ -224,6 +224,25 @@ def test_delivery_pipeline_alone(approval: bool) -> None:
     assert {v["name"] for v in secrets} == {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
     roles = {r.name: r for r in cap.of_type("aws:iam/role:Role")}
     assert len(roles) == 6  # five stages plus the pipeline: no shared build role
+    # Artifacts: images from BuildImages to Train and Deploy (the execution's image
+    # parameters, the serving digest); deployment.json from Deploy to SmokeTest (what
+    # to restore when the smoke test fails).
+    actions = {s["name"]: s["actions"][0] for s in pipeline.inputs["stages"]}
+    assert actions["BuildImages"]["outputArtifacts"] == ["images"]
+    for name in ("Train", "Deploy"):
+        assert actions[name]["inputArtifacts"] == ["source", "images"], name
+        assert actions[name]["configuration"]["PrimarySource"] == "source", name
+    assert actions["Deploy"]["outputArtifacts"] == ["deployment"]
+    assert actions["SmokeTest"]["inputArtifacts"] == ["source", "deployment"]
+    assert actions["SmokeTest"]["configuration"]["PrimarySource"] == "source"
+    produced = [a for s in pipeline.inputs["stages"] for a in s["actions"][0].get("outputArtifacts", [])]
+    consumed = {a for s in pipeline.inputs["stages"] for a in s["actions"][0].get("inputArtifacts", [])}
+    assert consumed <= set(produced) and len(produced) == len(set(produced))
+    # SmokeTest restores the Rollout, so it gets cluster access scoped like Deploy's.
+    smoke_env = {v["name"] for v in projects["buildspecs/smoke_test.yml"].inputs["environment"]["environmentVariables"]}
+    assert "EKS_CLUSTER_NAME" in smoke_env
+    scopes = [a.inputs["accessScope"] for a in cap.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")]
+    assert len(scopes) == 2 and all(s == {"type": "namespace", "namespaces": ["serving"]} for s in scopes)
 
 
 def test_buildspecs_named_by_the_pipeline_exist_in_the_repository() -> None:

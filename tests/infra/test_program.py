@@ -147,8 +147,12 @@ def test_images_by_digest_everywhere(captured: dict[str, Capture], stack: str) -
         for container in _containers(r.inputs):
             assert container["image"] in digests, f"{r.urn}: {container['image']} is not a built digest"
     definition = json.loads(cap.one("aws:sagemaker/pipeline:Pipeline").inputs["pipelineDefinition"])
-    images = re.findall(r'"(?:ImageUri|TrainingImage)": "([^"]+)"', json.dumps(definition))
-    assert images and all(image in digests for image in images), images
+    # Step images are execution parameters (each push passes its own digests); their
+    # defaults, compiled at `pulumi up`, must be the digests built here.
+    images = re.findall(r'"(?:ImageUri|TrainingImage)": ("[^"]+"|\{"Get": "[^"]+"\})', json.dumps(definition))
+    defaults = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
+    resolved = [defaults[json.loads(i)["Get"].removeprefix("Parameters.")] if i.startswith("{") else json.loads(i) for i in images]
+    assert resolved and all(image in digests for image in resolved), resolved
 
 
 def test_stateful_resources_protected_in_prod_only(captured: dict[str, Capture]) -> None:

@@ -95,13 +95,28 @@ def test_step_types_and_branches(definition: dict[str, Any]) -> None:
     assert [(s["Name"], s["Type"]) for s in condition["ElseSteps"]] == [("GateRefused", "Fail")]
 
 
-def test_images_are_pinned_by_digest_and_used_where_expected(definition: dict[str, Any]) -> None:
+def test_images_are_execution_parameters_defaulting_to_the_digests(definition: dict[str, Any]) -> None:
     steps = steps_by_name(definition)
     for name in ("Validate", "Split", "EvaluateAndGate", "Register"):
-        assert steps[name]["Arguments"]["AppSpecification"]["ImageUri"] == PROCESSING_IMAGE, name
-    assert steps["Train"]["Arguments"]["AlgorithmSpecification"]["TrainingImage"] == TRAINING_IMAGE
+        assert steps[name]["Arguments"]["AppSpecification"]["ImageUri"] == {"Get": "Parameters.ProcessingImageUri"}, name
+    assert steps["Train"]["Arguments"]["AlgorithmSpecification"]["TrainingImage"] == {"Get": "Parameters.TrainingImageUri"}
+    defaults = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
+    assert defaults["ProcessingImageUri"] == PROCESSING_IMAGE
+    assert defaults["TrainingImageUri"] == TRAINING_IMAGE
     text = json.dumps(definition)
     assert ":latest" not in text
+
+
+def test_deliver_train_passes_only_parameters_the_definition_declares(definition: dict[str, Any]) -> None:
+    """``deliver train`` builds its parameters from images.json; each must exist here,
+    or SageMaker would refuse the start (or, worse, run the defaults)."""
+    from pipeline.delivery.sagemaker_runs import execution_parameters
+
+    fresh = {"training": TRAINING_IMAGE.replace("b" * 64, "c" * 64), "serving": PROCESSING_IMAGE.replace("mlops-training", "mlops-serving")}
+    parameters = execution_parameters(fresh, git_commit="abc123", input_data="s3://mlops-dev-data/other/")
+    declared = {p["Name"]: p["Type"] for p in definition["Parameters"]}
+    assert set(parameters) <= set(declared) and all(declared[name] == "String" for name in parameters)
+    assert parameters["TrainingImageUri"] == parameters["ProcessingImageUri"] == fresh["training"]
 
 
 def test_instance_types(definition: dict[str, Any]) -> None:
@@ -206,7 +221,7 @@ def test_outputs_are_per_execution(definition: dict[str, Any]) -> None:
     values = out["Std:Join"]["Values"]
     assert values[0] == "s3://mlops-dev-artifacts/pipeline"
     assert values[1] == {"Get": "Execution.PipelineExecutionId"}
-    assert {p["Name"] for p in definition["Parameters"]} == {"InputDataUri", "GitCommit", "ServingImageUri"}
+    assert {p["Name"] for p in definition["Parameters"]} == {"InputDataUri", "GitCommit", "ServingImageUri", "ProcessingImageUri", "TrainingImageUri"}
 
 
 @pytest.mark.parametrize(

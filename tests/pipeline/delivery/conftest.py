@@ -8,11 +8,17 @@ stands in: it records the exact request so the test asserts what AWS would be se
 
 from __future__ import annotations
 
+import shutil
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+
+OLD_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlops-serving@sha256:" + "1" * 64
+NEW_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlops-serving@sha256:" + "2" * 64
 
 
 def free_port() -> int:
@@ -68,3 +74,24 @@ class RecordingClient:
             return answer
 
         return call
+
+
+@pytest.fixture(scope="session")
+def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with v1 (serving) and v2 (champion), built once per session: MLflow's migrations take ~10 s."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("registry") / "mlflow.db"
+    uri = f"sqlite:///{path}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("adult-income")
+    for image in (OLD_IMAGE, NEW_IMAGE):
+        client.create_model_version("adult-income", source=str(path.parent), tags={"image_digest": image})
+    client.set_registered_model_alias("adult-income", "champion", "2")
+    return path
+
+
+@pytest.fixture()
+def tracking_uri(tmp_path: Path, registry_template: Path) -> str:
+    shutil.copy(registry_template, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"

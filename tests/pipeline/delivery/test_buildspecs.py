@@ -75,3 +75,22 @@ def test_unknown_stage_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_every_buildspec_is_listed() -> None:
     assert sorted(p.name for p in Path(BUILDSPECS).glob("*.yml")) == sorted(NAMES)
+
+
+def test_train_stage_passes_the_build_stages_images() -> None:
+    words = expand(build_commands(load("train.yml"))[0])
+    assert words[words.index("--images") + 1] == "sample-codebuild_src_dir_images/images.json"
+
+
+def test_deploy_writes_the_record_smoke_test_reads() -> None:
+    """Deploy's output artifact is the file smoke-test restores from (DeliveryPipeline wires
+    the ``deployment`` artifact from one to the other)."""
+    deploy = load("deploy.yml")
+    words = expand(build_commands(deploy)[0])
+    record = words[words.index("--record") + 1]
+    assert deploy["artifacts"]["files"] == [record] == ["deployment.json"]
+    smoke = load("smoke_test.yml")
+    words = expand(build_commands(smoke)[0])
+    assert words[words.index("--deployment-record") + 1] == f"sample-codebuild_src_dir_deployment/{record}"
+    # smoke-test patches the Rollout on failure, so it needs cluster credentials first.
+    assert any("update-kubeconfig" in c for c in smoke["phases"]["pre_build"]["commands"])

@@ -13,18 +13,57 @@ from pipeline.exit_codes import ExitCode
 
 from .test_aws_clients import DEFINITION, ROLE, push_image
 
+FRESH_IMAGES = {
+    "training": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlops-training@sha256:" + "c" * 64,
+    "serving": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlops-serving@sha256:" + "d" * 64,
+}
+
 
 def test_train_stage_starts_and_waits(aws: Any, moto_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     aws("sagemaker").create_pipeline(PipelineName="mlops-dev-training", PipelineDefinition=DEFINITION, RoleArn=ROLE)
     images = tmp_path / "images.json"
-    images.write_text(json.dumps({"serving": "r/mlops-serving@sha256:" + "a" * 64}))
+    images.write_text(json.dumps(FRESH_IMAGES))
     code = main(["deliver", "train", "--endpoint-url", moto_endpoint, "--pipeline-name", "mlops-dev-training", "--git-commit", "abc123", "--images", str(images), "--poll-s", "1", "--timeout-s", "30"])
     out = capsys.readouterr().out
     assert code == ExitCode.OK, out
     assert "train: ok" in out and "Succeeded" in out
     arn = out.split("started ", 1)[1].split()[0]
+    # What moto's server received in start_pipeline_execution: this push's digests.
     params = aws("sagemaker").list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
-    assert {p["Name"]: p["Value"] for p in params} == {"GitCommit": "abc123", "ServingImageUri": "r/mlops-serving@sha256:" + "a" * 64}
+    assert {p["Name"]: p["Value"] for p in params} == {
+        "GitCommit": "abc123",
+        "ServingImageUri": FRESH_IMAGES["serving"],
+        "TrainingImageUri": FRESH_IMAGES["training"],
+        "ProcessingImageUri": FRESH_IMAGES["training"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        ({"training": "r/mlops-training:abc123", "serving": "r/mlops-serving@sha256:" + "a" * 64}, "training='r/mlops-training:abc123' is not referenced by digest"),
+        ({"serving": "r/mlops-serving@sha256:" + "a" * 64}, "no 'training' image"),
+        ({"training": "r/mlops-training@sha256:" + "b" * 64}, "no 'serving' image"),
+        ({"training": "r/mlops-training@sha256:" + "b" * 63, "serving": "r/mlops-serving@sha256:" + "a" * 64}, "not referenced by digest"),
+    ],
+)
+def test_train_stage_refuses_images_not_by_digest_before_starting(aws: Any, moto_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], images: dict[str, str], message: str) -> None:
+    sagemaker = aws("sagemaker")
+    sagemaker.create_pipeline(PipelineName="mlops-dev-training", PipelineDefinition=DEFINITION, RoleArn=ROLE)
+    path = tmp_path / "images.json"
+    path.write_text(json.dumps(images))
+    code = main(["deliver", "train", "--endpoint-url", moto_endpoint, "--pipeline-name", "mlops-dev-training", "--images", str(path), "--poll-s", "1"])
+    assert code == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert message in err and "nothing was started" in err
+    assert sagemaker.list_pipeline_executions(PipelineName="mlops-dev-training")["PipelineExecutionSummaries"] == []
+
+
+def test_train_stage_refuses_an_images_file_that_is_not_an_object(tmp_path: Path) -> None:
+    path = tmp_path / "images.json"
+    path.write_text(json.dumps(["r/mlops-training@sha256:" + "b" * 64]))
+    with pytest.raises(SystemExit, match="must be a JSON object"):
+        main(["deliver", "train", "--pipeline-name", "mlops-dev-training", "--images", str(path)])
 
 
 def test_train_stage_fails_on_missing_pipeline(aws: Any, moto_endpoint: str) -> None:

@@ -17,36 +17,13 @@ from pipeline.delivery import deploy_cluster, registry, rollout
 from pipeline.delivery.errors import StageFailed
 from pipeline.exit_codes import ExitCode
 
+from .conftest import NEW_IMAGE, OLD_IMAGE
+
 FAKES = Path(__file__).parent / "fakes"
-OLD_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlops-serving@sha256:" + "1" * 64
-NEW_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlops-serving@sha256:" + "2" * 64
 TARGET = rollout.RolloutTarget(name="model-server", namespace="serving", container="server")
 HEALTHY_NEW = {"phase": "Healthy", "stableRS": "new", "currentPodHash": "new"}
 PROGRESSING = {"phase": "Paused", "stableRS": "old", "currentPodHash": "new", "message": "CanaryPauseStep"}
 DEGRADED = {"phase": "Degraded", "abort": True, "stableRS": "old", "currentPodHash": "new", "message": "RolloutAborted: Metric \"error-rate\" assessed Failed"}
-
-
-@pytest.fixture(scope="module")
-def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry with v1 (serving) and v2 (champion), built once: migrations are slow."""
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("registry") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model("adult-income")
-    for image in (OLD_IMAGE, NEW_IMAGE):
-        client.create_model_version("adult-income", source=str(path.parent), tags={"image_digest": image})
-    client.set_registered_model_alias("adult-income", "champion", "2")
-    return path
-
-
-@pytest.fixture()
-def tracking_uri(tmp_path: Path, registry_template: Path) -> str:
-    import shutil
-
-    shutil.copy(registry_template, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 def make_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after_patch: list[dict[str, Any]], version: str | None = "1") -> Path:
