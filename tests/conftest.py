@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import sys
 
 import pytest
 
@@ -68,3 +69,22 @@ def _loopback_only():
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _no_mlflow_uri_leaks():
+    """Reset MLflow's process-wide URIs after each test.
+
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` into ``os.environ``;
+    left behind, one test's store silently becomes the default registry of every test
+    after it (see ``pipeline/mlflow_scope.py``).
+    """
+    yield
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(key, None)
+    if "mlflow" in sys.modules:
+        from mlflow.tracking import _tracking_service
+        from mlflow.tracking._model_registry import utils as registry_utils
+
+        _tracking_service.utils._tracking_uri = None
+        registry_utils._registry_uri = None

@@ -67,7 +67,10 @@ def test_first_model_is_promoted_with_complete_lineage(champion_store) -> None:
     assert Path(version.tags["gate_report"].removeprefix("file://")).is_file()
     import mlflow
 
-    model_info = mlflow.models.get_model_info(f"models:/adult-income/1")
+    from pipeline.mlflow_scope import mlflow_uris
+
+    with mlflow_uris(store.tracking_uri):
+        model_info = mlflow.models.get_model_info("models:/adult-income/1")
     assert [c.name for c in model_info.signature.inputs.inputs][0] == "age"
     assert result.report_path is not None and "PROMOTE" in result.report_path.read_text()
 
