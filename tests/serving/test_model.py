@@ -119,9 +119,14 @@ def test_model_without_signature_is_refused(tmp_path: Path) -> None:
 def test_local_directory_loads_with_given_labels(registered: Any, tmp_path: Path) -> None:
     import mlflow.artifacts
 
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=registered.model_uri, dst_path=str(tmp_path), tracking_uri=registered.tracking_uri
-    )
+    from pipeline.mlflow_scope import mlflow_uris
+
+    # MLflow resolves a models:/ download against the global registry URI, whatever
+    # tracking_uri says (the quirk serving/model.py works around).
+    with mlflow_uris(registered.tracking_uri):
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=registered.model_uri, dst_path=str(tmp_path), tracking_uri=registered.tracking_uri
+        )
     model = load_model(local, name="adult-income", version="7")
     assert (model.name, model.version, model.fast_path) == ("adult-income", "7", True)
     assert model.baseline_predictions is None
