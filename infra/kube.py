@@ -74,3 +74,25 @@ def pool_placement(pool: str) -> dict[str, Any]:
         placement["tolerations"] = [{"key": GPU_TAINT_KEY, "operator": "Exists",
                                      "effect": "NoSchedule"}]
     return placement
+
+
+INTERNAL_NLB_ANNOTATIONS: dict[str, str] = {
+    "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+    "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
+    "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
+}
+"""An AWS network load balancer inside the VPC: never an internet-facing one."""
+
+
+def internal_nlb_spec(selector: dict[str, str], vpc_cidr: Any, target_port: int) -> dict[str, Any]:
+    """Service spec of an internal NLB on port 80, open to the VPC's CIDR only.
+
+    Build and SageMaker jobs run inside the VPC and reach MLflow and the model server
+    this way; ``loadBalancerSourceRanges`` keeps even a misconfigured scheme private.
+    """
+    return {
+        "type": "LoadBalancer",
+        "selector": selector,
+        "loadBalancerSourceRanges": [vpc_cidr],
+        "ports": [{"name": "http", "port": 80, "targetPort": target_port}],
+    }

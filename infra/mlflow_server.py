@@ -25,8 +25,8 @@ from infra.bucket import SecureBucket, SecureBucketArgs
 from infra.common import child, kms_key, prop, role
 from infra.config import DatabaseSettings
 from infra.gpu_cluster import GpuCluster
-from infra.kube import (container_security_context, http_probe, pod_security_context,
-                        pool_placement, resources)
+from infra.kube import (INTERNAL_NLB_ANNOTATIONS, container_security_context, http_probe,
+                        internal_nlb_spec, pod_security_context, pool_placement, resources)
 from infra.naming import aws_name
 
 MLFLOW_PORT = 5000
@@ -229,15 +229,10 @@ class MlflowServer(pulumi.ComponentResource):
             opts=k8s_opts)
         service = k8s.core.v1.Service(f"{name}-service", metadata={
             "name": "mlflow", "namespace": ns_name, "labels": labels,
-            "annotations": {
-                # Internal NLB: reachable from the VPC (build and SageMaker jobs), never
-                # from the internet.
-                "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
-                "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
-                "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}},
-            spec={"type": "LoadBalancer", "selector": labels,
-                  "loadBalancerSourceRanges": [args.vpc_cidr],
-                  "ports": [{"name": "http", "port": 80, "targetPort": MLFLOW_PORT}]},
+            # Internal NLB: reachable from the VPC (build and SageMaker jobs), never
+            # from the internet.
+            "annotations": dict(INTERNAL_NLB_ANNOTATIONS)},
+            spec=internal_nlb_spec(labels, args.vpc_cidr, MLFLOW_PORT),
             opts=k8s_opts)
         self.tracking_uri = service.status.apply(
             lambda st: f"http://{prop(prop(prop(st, 'load_balancer'), 'ingress')[0], 'hostname')}")

@@ -33,8 +33,8 @@ from infra import policies
 from infra.common import prop
 from infra.config import ServingSettings
 from infra.gpu_cluster import CLOUDWATCH_NAMESPACE, EMF_PORT, GpuCluster
-from infra.kube import (container_security_context, http_probe, pod_security_context,
-                        pool_placement, resources)
+from infra.kube import (INTERNAL_NLB_ANNOTATIONS, container_security_context, http_probe,
+                        internal_nlb_spec, pod_security_context, pool_placement, resources)
 from infra.naming import subnet_cidrs
 from pipeline import metric_names as mn
 
@@ -297,13 +297,8 @@ class ModelService(pulumi.ComponentResource):
         # NLB over all serving pods, source ranges limited to the VPC.
         internal = k8s.core.v1.Service(f"{name}-svc-internal", metadata={
             "name": f"{APP}-internal", "namespace": ns_name, "labels": labels,
-            "annotations": {
-                "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
-                "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
-                "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}},
-            spec={"type": "LoadBalancer", "selector": labels,
-                  "loadBalancerSourceRanges": [args.vpc_cidr],
-                  "ports": [{"name": "http", "port": 80, "targetPort": SERVING_PORT}]},
+            "annotations": dict(INTERNAL_NLB_ANNOTATIONS)},
+            spec=internal_nlb_spec(labels, args.vpc_cidr, SERVING_PORT),
             opts=k8s_opts)
         self.url = internal.status.apply(
             lambda st: f"http://{prop(prop(prop(st, 'load_balancer'), 'ingress')[0], 'hostname')}")

@@ -218,7 +218,7 @@ def watch_rollout(
 
 def abort(target: RolloutTarget, run: Callable[..., str] = kubectl) -> None:
     """Abort the Rollout (Argo moves all traffic back to the stable ReplicaSet)."""
-    run(["-n", target.namespace, "patch", "rollout", target.name, "--subresource", "status", "--type", "merge", "-p", json.dumps({"status": {"abort": True}})])
+    _patch_status(target, {"abort": True}, run)
 
 
 def promote_full(target: RolloutTarget, run: Callable[..., str] = kubectl) -> None:
@@ -228,7 +228,14 @@ def promote_full(target: RolloutTarget, run: Callable[..., str] = kubectl) -> No
     version already passed its own canary, and re-baking it would keep the failing
     model on most of the traffic for the whole bake.
     """
-    run(["-n", target.namespace, "patch", "rollout", target.name, "--subresource", "status", "--type", "merge", "-p", json.dumps({"status": {"promoteFull": True}})])
+    _patch_status(target, {"promoteFull": True}, run)
+
+
+def _patch_status(target: RolloutTarget, status: dict[str, Any], run: Callable[..., str]) -> None:
+    """Merge-patch the Rollout's status subresource: how the Argo plugin's abort and
+    promote commands act, without needing the plugin in the build image."""
+    run(["-n", target.namespace, "patch", "rollout", target.name, "--subresource", "status",
+         "--type", "merge", "-p", json.dumps({"status": status})])
 
 
 def wait_healthy(
