@@ -31,9 +31,7 @@ from typing import Any
 from pipeline.digest import combine, json_digest, source_digest
 from pipeline.exit_codes import ExitCode
 from pipeline.local_store import LocalStore
-from pipeline.schema import DEFAULT_DATASET
-
-DEFAULT_MODEL_NAME = "adult-income"
+from pipeline.schema import DEFAULT_DATASET, DEFAULT_MODEL_NAME
 
 
 @dataclass(frozen=True)

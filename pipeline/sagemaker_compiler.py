@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from pipeline.schema import DEFAULT_MODEL_NAME
 from pipeline.steps.gate import GateThresholds
 
 PROCESSING_ROOT: Final = "/opt/ml/processing"
@@ -120,7 +121,7 @@ class PipelineSpec:
     artifacts_s3_prefix: str
     kms_key_id: str
     mlflow_tracking_uri: str
-    model_name: str = "adult-income"
+    model_name: str = DEFAULT_MODEL_NAME
     gate: GateThresholds = field(default_factory=GateThresholds)
     hyperparameters: Mapping[str, str | int | float] = field(default_factory=dict)
     training_max_runtime_s: int = 4 * 3600

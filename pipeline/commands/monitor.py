@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pipeline.exit_codes import ExitCode
 from pipeline.local_store import LocalStore
+from pipeline.schema import DEFAULT_MODEL_NAME
 
-DEFAULT_MODEL_NAME = "adult-income"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

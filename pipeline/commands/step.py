@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.exit_codes import ExitCode
+from pipeline.schema import DEFAULT_MODEL_NAME
 
 STEP_NAMES = ("validate", "split", "train", "evaluate", "gate", "register")
 
@@ -151,7 +152,7 @@ def _registry_champion(params: dict[str, str]) -> tuple[Any, str] | None:
     from pipeline.registry import current_champion
     from pipeline.steps.register import load_champion_model
 
-    name = params.get("model_name") or os.environ.get("MLOPS_MODEL_NAME", "adult-income")
+    name = params.get("model_name") or os.environ.get("MLOPS_MODEL_NAME", DEFAULT_MODEL_NAME)
     champion = current_champion(uri, name)
     if champion is None:
         return None
@@ -204,7 +205,7 @@ def run_register(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
     uri = params.pop("tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise StepUsageError("register needs a tracking URI: --param tracking_uri=... or MLFLOW_TRACKING_URI")
-    name = params.pop("model_name", None) or os.environ.get("MLOPS_MODEL_NAME", "adult-income")
+    name = params.pop("model_name", None) or os.environ.get("MLOPS_MODEL_NAME", DEFAULT_MODEL_NAME)
     if params.get("git_commit"):
         os.environ["GIT_COMMIT"] = params["git_commit"]
     model_path = _model_file(inputs[0])
