@@ -2,16 +2,24 @@
 #   make run    install, then run the commit pipeline end-to-end on the embedded default
 #   make test   install, then run every test (unit, integration on 127.0.0.1, infra checkers)
 # Everything installs from the committed locks into project-local virtual environments.
+# The images and their contract tests (needs root or sudo: podman, buildah and debootstrap
+# come from Debian's packages, installed by the target itself):
+#   make images       build serving, training and MLflow images from their Dockerfiles
+#   make image-test   build them, then run each under the contract it ships for
 
 PYTHON ?= python3
 VENV ?= .venv
 CHECKOV_VENV ?= .venv-checkov
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
-UV := $(PYTHON) -m uv
+# uv lives in its own small venv: `pip install` into Debian's system Python is refused
+# (PEP 668, "externally-managed-environment").
+UV_VENV ?= .venv-uv
+UV := $(UV_VENV)/bin/uv
 PYTEST_ARGS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test serve lock bootstrap-uv clean-store
+.PHONY: run test serve lock bootstrap-uv clean-store image-tools images image-test
 
 run: $(VENV)/.installed
 	$(PY) -m pipeline run
@@ -23,10 +31,11 @@ test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bootstrap-uv:
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	@$(UV) --version 2>/dev/null | grep -q " $(UV_VERSION)" || { \
+	  $(PYTHON) -m venv $(UV_VENV) && \
+	  $(UV_VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION); }
 
-# `python -m uv` targets the interpreter that runs it and ignores VIRTUAL_ENV, so every
-# uv call names the environment's interpreter with --python.
+# Every uv call names the environment's interpreter with --python.
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@$(MAKE) --no-print-directory bootstrap-uv
 	$(UV) venv -q --allow-existing $(VENV) --python $(PYTHON)
@@ -44,6 +53,23 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.lock
 lock: bootstrap-uv
 	$(UV) pip compile pyproject.toml --extra test --python-version 3.11 -q -o requirements.lock
 	$(UV) pip compile requirements-checkov.in --python-version 3.11 -q -o requirements-checkov.lock
+	$(UV) pip compile infra/mlflow/requirements.in -c requirements.lock --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --generate-hashes -q -o infra/mlflow/requirements.lock
+
+# Debian's podman/buildah build and run the images (there is no Docker engine here);
+# runc because crun refuses this host's cgroup layout; PostgreSQL for the MLflow image's test.
+image-tools:
+	@command -v podman >/dev/null && command -v buildah >/dev/null && command -v runc >/dev/null \
+	  && command -v debootstrap >/dev/null && [ -x /usr/lib/postgresql/15/bin/postgres ] || { \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+	    podman buildah runc debootstrap postgresql-15 openssl >/dev/null; }
+
+# Test images only: the base is a local stand-in for the official Python image (see images/).
+images: image-tools
+	$(SUDO) bash images/build.sh
+
+image-test: images $(VENV)/.installed
+	$(SUDO) env MLOPS_REQUIRE_IMAGES=1 $(PY) -m pytest tests/images $(PYTEST_ARGS)
 
 clean-store:
 	rm -rf .mlops

@@ -42,6 +42,10 @@ EVALUATION_FILE: Final = "evaluation.json"
 """Written by the gate step; its ``gate.passed`` decides the ConditionStep."""
 EVALUATION_OUTPUT: Final = "evaluation"
 PROPERTY_FILE_NAME: Final = "EvaluationReport"
+JOB_ENTRY: Final = "job-entry"
+"""The training image's start script (training/job_entry.sh): SageMaker mounts the
+processing folders owned by root, so every job starts as root, is given its mounts and
+drops to UID 10001 before any pipeline code runs."""
 GATE_STEP_COMMAND: Final = "gate"
 """The ``python -m pipeline step`` name that evaluates and writes ``evaluation.json``."""
 
@@ -310,7 +314,7 @@ def compile_pipeline_definition(spec: PipelineSpec) -> str:
                 image_uri=processing_image,
                 instance_count=1,
                 instance_type=spec.processing_instance_type,
-                entrypoint=["python", "-m", "pipeline", "step", step_command],
+                entrypoint=[JOB_ENTRY, "python", "-m", "pipeline", "step", step_command],
                 volume_kms_key=spec.kms_key_id,
                 output_kms_key=spec.kms_key_id,
                 max_runtime_in_seconds=spec.processing_max_runtime_s,

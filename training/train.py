@@ -1,10 +1,14 @@
 """Training entry point, following SageMaker's training-container conventions.
 
-SageMaker runs ``python train.py --key value ...`` with the job's hyperparameters as
-arguments (and also writes them to ``/opt/ml/input/config/hyperparameters.json``), mounts
-each input channel at ``SM_CHANNEL_<NAME>`` and uploads whatever is left in
-``SM_MODEL_DIR``. The pipeline's train step calls ``train`` in-process with the same
-arguments, so the laptop and the training job run identical code. The model directory
+SageMaker starts a custom training image as ``docker run IMAGE train`` with nothing but
+``TRAINING_JOB_NAME``/``TRAINING_JOB_ARN`` in the environment: each input channel is a
+folder ``/opt/ml/input/data/<channel>``, the hyperparameters are in
+``/opt/ml/input/config/hyperparameters.json`` (every value a string), and whatever is
+left in ``/opt/ml/model`` is uploaded. The ``SM_CHANNEL_*``/``SM_MODEL_DIR`` variables
+exist only where the sagemaker-training toolkit is installed (SageMaker's framework
+images); they are honoured when set, never required. The pipeline's train step calls
+``train`` in-process with the same arguments, so the laptop and the training job run
+identical code. The model directory
 gets ``model.joblib`` (the fitted sklearn ``Pipeline``) and ``training.json`` (device,
 best iteration, hyperparameters).
 """
@@ -29,6 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("training.train")
 
 HYPERPARAMETERS_JSON = Path("/opt/ml/input/config/hyperparameters.json")
+SAGEMAKER_INPUT_DATA = Path("/opt/ml/input/data")
+"""SageMaker's custom-container contract: one folder per input channel under here."""
+SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 MODEL_FILE = "model.joblib"
 SUMMARY_FILE = "training.json"
 
@@ -84,14 +91,24 @@ def train(
     return TrainOutcome(model_path=model_path, summary=summary)
 
 
+def channel_default(name: str, input_root: Path | None = None) -> Path | None:
+    """The folder of channel ``name``: ``SM_CHANNEL_<NAME>`` when the toolkit set it, else
+    SageMaker's own ``/opt/ml/input/data/<name>`` when that folder exists, else ``None``."""
+    from_toolkit = os.environ.get(f"SM_CHANNEL_{name.upper()}")
+    if from_toolkit:
+        return Path(from_toolkit)
+    folder = (input_root or SAGEMAKER_INPUT_DATA) / name
+    return folder if folder.is_dir() else None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train the adult-income XGBoost model (SageMaker conventions).")
     for name, field in Hyperparameters.__dataclass_fields__.items():
         default = field.default
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(default), default=None)
-    parser.add_argument("--train", type=Path, default=os.environ.get("SM_CHANNEL_TRAIN"))
-    parser.add_argument("--validation", type=Path, default=os.environ.get("SM_CHANNEL_VALIDATION"))
-    parser.add_argument("--model-dir", type=Path, default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
+    parser.add_argument("--train", type=Path, default=channel_default("train"))
+    parser.add_argument("--validation", type=Path, default=channel_default("validation"))
+    parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("SM_MODEL_DIR", SAGEMAKER_MODEL_DIR)))
     return parser
 
 
@@ -117,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = argv[1:]
     args = _parser().parse_args(argv)
     if args.train is None:
-        print("no training channel: set SM_CHANNEL_TRAIN or pass --train", file=sys.stderr)
+        print(f"no training channel: {SAGEMAKER_INPUT_DATA / 'train'} does not exist "
+              "(give the job a 'train' channel, or pass --train)", file=sys.stderr)
         return 2
     try:
         params = resolve_hyperparameters(args)

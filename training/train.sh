@@ -1,3 +1,3 @@
 #!/bin/sh
 # SageMaker starts a training container as `docker run IMAGE train`: this is `train`.
-exec python -m training.train "$@"
+exec job-entry python -m training.train "$@"

@@ -40,6 +40,28 @@ def test_entrypoint_refuses_to_start_without_its_settings(monkeypatch: pytest.Mo
         _load_entrypoint().main()
 
 
+def test_entrypoint_refuses_to_start_without_the_shared_flask_secret_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The basic-auth app dies without it; every replica needs the same one."""
+    for name, value in {"MLFLOW_DB_HOST": "db", "MLFLOW_DB_NAME": "mlflow", "MLFLOW_DB_SECRET_ARN": "arn:secret",
+                        "MLFLOW_ADMIN_CREDENTIALS_DIR": str(tmp_path),
+                        "MLFLOW_ARTIFACTS_DESTINATION": "s3://bucket/mlflow"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MLFLOW_FLASK_SERVER_SECRET_KEY", raising=False)
+    with pytest.raises(SystemExit, match="MLFLOW_FLASK_SERVER_SECRET_KEY is required"):
+        _load_entrypoint().main()
+
+
+def test_image_installs_mlflow_with_its_auth_extra_from_a_hashed_lock() -> None:
+    """The basic-auth app imports Flask-WTF: without the extra the server dies at start."""
+    dockerfile = (IMAGE_DIR / "Dockerfile").read_text()
+    assert "--require-hashes -r /opt/mlflow/requirements.lock" in dockerfile
+    lock = (IMAGE_DIR / "requirements.lock").read_text()
+    assert "mlflow[auth]==" in (IMAGE_DIR / "requirements.in").read_text()
+    assert "\nflask-wtf==" in lock and "--hash=sha256:" in lock
+
+
 def test_entrypoint_builds_backend_and_auth_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import boto3
     from moto import mock_aws
@@ -61,6 +83,7 @@ def test_entrypoint_builds_backend_and_auth_config(monkeypatch: pytest.MonkeyPat
         monkeypatch.setenv("MLFLOW_DB_SECRET_ARN", arn)
         monkeypatch.setenv("MLFLOW_ADMIN_CREDENTIALS_DIR", str(admin))
         monkeypatch.setenv("MLFLOW_ARTIFACTS_DESTINATION", "s3://bucket/mlflow")
+        monkeypatch.setenv("MLFLOW_FLASK_SERVER_SECRET_KEY", "shared-by-every-replica")
         module.main()
     args = captured["args"]
     backend = args[args.index("--backend-store-uri") + 1]

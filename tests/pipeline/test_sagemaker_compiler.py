@@ -131,7 +131,7 @@ def test_processing_steps_run_our_cli(definition: dict[str, Any]) -> None:
     expected = {"Validate": "validate", "Split": "split", "EvaluateAndGate": "gate", "Register": "register"}
     for name, command in expected.items():
         app = steps[name]["Arguments"]["AppSpecification"]
-        assert app["ContainerEntrypoint"] == ["python", "-m", "pipeline", "step", command], name
+        assert app["ContainerEntrypoint"] == ["job-entry", "python", "-m", "pipeline", "step", command], name
         args = app["ContainerArguments"]
         assert "--output" in args and args[args.index("--output") + 1].startswith("/opt/ml/processing/output"), name
         # Every --input names a folder SageMaker downloads an input channel into.

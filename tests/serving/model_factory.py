@@ -64,16 +64,19 @@ def train_and_register(
     alias: str | None = "champion",
     baseline: bool = True,
     tags: dict[str, str] | None = None,
+    tracking_uri: str | None = None,
 ) -> RegisteredFixture:
     """Train ``pipeline`` (default: :func:`build_pipeline`) on a sample, log it with a
-    signature and input example into a SQLite store under ``store_dir``, register it,
-    optionally log the monitoring baseline the contract names, and set ``alias``."""
+    signature and input example into a SQLite store under ``store_dir`` (or the tracking
+    server at ``tracking_uri``), register it, optionally log the monitoring baseline the
+    contract names, and set ``alias``."""
     import mlflow
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
     store_dir.mkdir(parents=True, exist_ok=True)
-    tracking_uri = f"sqlite:///{store_dir / 'mlflow.db'}"
+    remote = tracking_uri is not None
+    tracking_uri = tracking_uri or f"sqlite:///{store_dir / 'mlflow.db'}"
     frame = load_sample(rows, seed)
     features, labels = frame[list(FEATURES)], frame[LABEL]
     model = pipeline if pipeline is not None else build_pipeline()
@@ -85,7 +88,8 @@ def train_and_register(
     experiment = f"serving-fixture-{model_name}"
     client = MlflowClient(tracking_uri)
     if client.get_experiment_by_name(experiment) is None:
-        client.create_experiment(experiment, artifact_location=(store_dir / "artifacts").as_uri())
+        # A tracking server chooses the artifact location (its proxied artifact store).
+        client.create_experiment(experiment, artifact_location=None if remote else (store_dir / "artifacts").as_uri())
     mlflow.set_experiment(experiment)
     with mlflow.start_run() as run:
         signature = infer_signature(features, probabilities)

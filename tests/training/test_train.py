@@ -51,6 +51,28 @@ def test_main_reads_channels_and_hyperparameters_json(
     assert proba.shape == (len(holdout),) and ((proba >= 0) & (proba <= 1)).all()
 
 
+def test_main_finds_channels_as_sagemaker_mounts_them_without_the_toolkit(
+    channels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SageMaker's custom-container contract: channels under <input>/data/<name>, no SM_* variables."""
+    train_dir, validation_dir, _ = channels
+    for name in ("SM_CHANNEL_TRAIN", "SM_CHANNEL_VALIDATION", "SM_MODEL_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    input_data = tmp_path / "input" / "data"
+    input_data.mkdir(parents=True)
+    (input_data / "train").symlink_to(train_dir)
+    (input_data / "validation").symlink_to(validation_dir)
+    hp_json = tmp_path / "hyperparameters.json"
+    hp_json.write_text(json.dumps({"n_estimators": "20", "device": "cpu"}))
+    model_dir = tmp_path / "model"
+    monkeypatch.setattr(train_module, "SAGEMAKER_INPUT_DATA", input_data)
+    monkeypatch.setattr(train_module, "SAGEMAKER_MODEL_DIR", model_dir)
+    monkeypatch.setattr(train_module, "HYPERPARAMETERS_JSON", hp_json)
+    assert train_module.main(["train"]) == 0
+    summary = json.loads((model_dir / train_module.SUMMARY_FILE).read_text())
+    assert summary["validation_rows"] > 0 and summary["hyperparameters"]["n_estimators"] == 20
+
+
 def test_unknown_categories_and_missing_values_are_scored(channels, tmp_path: Path) -> None:
     train_dir, validation_dir, holdout = channels
     outcome = train_module.train(
@@ -66,6 +88,7 @@ def test_unknown_categories_and_missing_values_are_scored(channels, tmp_path: Pa
 def test_bad_hyperparameters_and_missing_channels_are_usage_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SM_CHANNEL_TRAIN", raising=False)
     monkeypatch.setattr(train_module, "HYPERPARAMETERS_JSON", tmp_path / "absent.json")
+    monkeypatch.setattr(train_module, "SAGEMAKER_INPUT_DATA", tmp_path / "no-channels")
     assert train_module.main([]) == 2
     assert train_module.main(["--train", str(tmp_path), "--device", "tpu"]) == 2
     with pytest.raises(ValueError, match="unknown hyperparameter"):
