@@ -15,10 +15,12 @@ fi
 for dir in /opt/ml/model /opt/ml/output /opt/ml/checkpoints; do
   if [ -d "$dir" ]; then chown -R "$JOB_UID:$JOB_UID" "$dir"; fi
 done
-# Processing mounts: each input or output folder (depth 1-2), not the files inside the
-# inputs, which stay read-only to the job.
+# Processing mounts: each writable folder at depth 1-2 (the outputs, and inputs SageMaker
+# mounts writable); the files inside the inputs are only read. Read-only mounts are left.
 if [ -d /opt/ml/processing ]; then
-  find /opt/ml/processing -mindepth 1 -maxdepth 2 -type d -exec chown "$JOB_UID:$JOB_UID" {} +
+  find /opt/ml/processing -mindepth 1 -maxdepth 2 -type d | while IFS= read -r dir; do
+    if [ -w "$dir" ]; then chown "$JOB_UID:$JOB_UID" "$dir"; fi
+  done
 fi
 export HOME=/tmp
 exec setpriv --reuid="$JOB_UID" --regid="$JOB_UID" --clear-groups --no-new-privs "$@"

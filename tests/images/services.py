@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -43,9 +44,12 @@ def _as_postgres(*command: str, timeout: float = 60) -> subprocess.CompletedProc
 
 
 @contextmanager
-def postgres_with_tls(root: Path) -> Iterator[Postgres]:
-    """A PostgreSQL cluster on 127.0.0.1 that accepts passwords only over TLS."""
-    root.mkdir(parents=True, exist_ok=True)
+def postgres_with_tls() -> Iterator[Postgres]:
+    """A PostgreSQL cluster on 127.0.0.1 that accepts passwords only over TLS.
+
+    Its folder is outside pytest's (root-only) temporary tree: the server runs as the
+    ``postgres`` user, which must reach it."""
+    root = Path(tempfile.mkdtemp(prefix="mlops-postgres-", dir="/var/tmp"))
     shutil.chown(root, "postgres", "postgres")
     data, tls = root / "data", root / "tls"
     tls.mkdir()
@@ -74,8 +78,9 @@ def postgres_with_tls(root: Path) -> Iterator[Postgres]:
             time.sleep(0.2)
         # A password with characters that need quoting in a URI and in an ini file.
         password = "p@ss/w%rd:" + secrets.token_hex(8)
-        sql = f"CREATE ROLE mlflow LOGIN PASSWORD '{password}'; CREATE DATABASE mlflow OWNER mlflow;"
-        _as_postgres(str(PG_BIN / "psql"), "-h", str(root), "-p", str(port), "-v", "ON_ERROR_STOP=1", "-c", sql)
+        # Two -c: CREATE DATABASE cannot run inside the one transaction a single -c opens.
+        _as_postgres(str(PG_BIN / "psql"), "-h", str(root), "-p", str(port), "-v", "ON_ERROR_STOP=1",
+                     "-c", f"CREATE ROLE mlflow LOGIN PASSWORD '{password}'", "-c", "CREATE DATABASE mlflow OWNER mlflow")
         yield Postgres(port=port, database="mlflow", user="mlflow", password=password)
     finally:
         server.terminate()
@@ -83,6 +88,7 @@ def postgres_with_tls(root: Path) -> Iterator[Postgres]:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -190,7 +196,7 @@ def mlflow_container(settings: MlflowSettings, *, read_only: bool = True) -> Ite
 def mlflow_stack(root: Path, secret_key: str | None = None) -> Iterator[tuple[MlflowServer, Moto, MlflowSettings]]:
     """PostgreSQL + moto + one MLflow container; yields the server, moto and its settings."""
     with ExitStack() as stack:
-        postgres = stack.enter_context(postgres_with_tls(root / "postgres"))
+        postgres = stack.enter_context(postgres_with_tls())
         moto = stack.enter_context(moto_server())
         settings = mlflow_settings(root, postgres, moto, secret_key or secrets.token_hex(32))
         server = stack.enter_context(mlflow_container(settings))

@@ -41,7 +41,7 @@ def backing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Mo
     root = tmp_path_factory.mktemp("mlflow-image")
     root.chmod(0o755)
     with ExitStack() as stack:
-        postgres = stack.enter_context(postgres_with_tls(root / "postgres"))
+        postgres = stack.enter_context(postgres_with_tls())
         moto = stack.enter_context(moto_server())
         yield root, moto, mlflow_settings(root, postgres, moto, secrets.token_hex(32))
 

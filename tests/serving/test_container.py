@@ -87,3 +87,41 @@ def test_image_pins_match_the_lock() -> None:
     for name, version in pins:
         name = same_as.get(name.lower(), name)
         assert lock.get(name.lower()) == version, f"{name}=={version} differs from requirements.lock ({lock.get(name.lower())})"
+
+
+def _copied_paths() -> list[str]:
+    """Repository paths the Dockerfile COPYs into the image (sources, not destinations)."""
+    paths = []
+    for keyword, rest in instructions():
+        if keyword == "COPY":
+            words = [w for w in rest.split() if not w.startswith("--")]
+            paths += words[:-1]
+    return paths
+
+
+def test_every_first_party_module_the_server_imports_is_copied_into_the_image() -> None:
+    """The class of the image that died with "No module named 'pipeline'": the tests run
+    with the repository on the path, the image has only what the Dockerfile copies."""
+    import ast
+
+    first_party = ("pipeline", "serving", "training", "infra")
+    copied = _copied_paths()
+    missing = []
+    for source in sorted((REPO_ROOT / "serving").glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            for name in names:
+                if name.split(".")[0] not in first_party:
+                    continue
+                module_path = name.replace(".", "/")
+                candidates = (f"{module_path}.py", f"{module_path}/__init__.py")
+                if not any((REPO_ROOT / c).exists() for c in candidates):
+                    continue  # `from pkg import function`: the module part was checked already
+                if not any(c == p or c.startswith(p.rstrip("/") + "/") for c in candidates for p in copied
+                           if p.endswith("/") or p.endswith(".py")):
+                    missing.append(f"{source.name} imports {name}")
+    assert not missing, "not copied into the image: " + "; ".join(missing)
