@@ -20,7 +20,8 @@ for name in "${names[@]}"; do
   dockerfile="${DOCKERFILES[$name]:?unknown image $name (serving, training or mlflow)}"
   tag="$MLOPS_IMAGE_PREFIX/$name:test"
   start=$EPOCHREALTIME
-  buildah build --quiet --layers --format docker --pull=never --network host \
+  # MLOPS_BUILD_NO_CACHE=1 (benchmarks/images.py --cold) rebuilds every layer.
+  buildah build --quiet --layers ${MLOPS_BUILD_NO_CACHE:+--no-cache} --format docker --pull=never --network host \
     --from "$MLOPS_BASE_STANDIN" -f "$dockerfile" -t "$tag" . >/dev/null
   seconds=$(awk "BEGIN {print $EPOCHREALTIME - $start}")
   size=$(podman image inspect --format '{{.Size}}' "$tag")
