@@ -41,7 +41,7 @@ def _default_compiler() -> Compiler:
 def definition_builder(settings: Settings, *, compiler: Compiler | None, pipeline_name: str,
                        training_image: pulumi.Input[str],
                        bucket_name: pulumi.Input[str], kms_key_arn: pulumi.Input[str],
-                       tracking_uri: pulumi.Input[str],
+                       tracking_uri: pulumi.Input[str], credentials_secret_arn: pulumi.Input[str],
                        subnet_ids: list[pulumi.Input[str]]) -> Callable[[str, str], pulumi.Output[str]]:
     """A (role_arn, security_group_id) -> definition builder for TrainingPipeline.
 
@@ -53,7 +53,7 @@ def definition_builder(settings: Settings, *, compiler: Compiler | None, pipelin
         def compile_now(values: list[Any]) -> str:
             from pipeline.sagemaker_compiler import PipelineSpec
 
-            training, bucket, key, uri, *subnets = values
+            training, bucket, key, uri, secret, *subnets = values
             spec = PipelineSpec(
                 pipeline_name=pipeline_name, role_arn=role_arn,
                 processing_image_uri=training, training_image_uri=training,
@@ -61,12 +61,13 @@ def definition_builder(settings: Settings, *, compiler: Compiler | None, pipelin
                 processing_instance_type=PROCESSING_INSTANCE_TYPE,
                 data_s3_uri=f"s3://{bucket}/datasets/{settings.model_name}/",
                 artifacts_s3_prefix=f"s3://{bucket}/sagemaker",
-                kms_key_id=key, mlflow_tracking_uri=uri, model_name=settings.model_name,
+                kms_key_id=key, mlflow_tracking_uri=uri, mlflow_credentials_secret_arn=secret,
+                model_name=settings.model_name,
                 subnet_ids=tuple(subnets), security_group_ids=(security_group_id,))
             return (compiler or _default_compiler())(spec)
 
         return pulumi.Output.all(training_image, bucket_name, kms_key_arn,
-                                 tracking_uri, *subnet_ids).apply(compile_now)
+                                 tracking_uri, credentials_secret_arn, *subnet_ids).apply(compile_now)
 
     return build
 
@@ -105,7 +106,8 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
             settings, compiler=compiler, pipeline_name=training_name,
             training_image=registry.repo_digests["training"],
             bucket_name=mlflow.artifact_bucket_name, kms_key_arn=mlflow.kms_key_arn,
-            tracking_uri=mlflow.tracking_uri, subnet_ids=list(network.private_subnet_ids)),
+            tracking_uri=mlflow.tracking_uri, credentials_secret_arn=mlflow.credentials_secret_arn,
+            subnet_ids=list(network.private_subnet_ids)),
         prefix=prefix, region=settings.region, account_id=account_id,
         bucket_arn=mlflow.artifact_bucket_arn, kms_key_arn=mlflow.kms_key_arn,
         repository_arns=registry.arns(["training"]),

@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from pipeline.schema import DEFAULT_MODEL_NAME
 from pipeline.steps.gate import GateThresholds
+from pipeline.tracking_credentials import SECRET_ENV as CREDENTIALS_SECRET_ENV
 
 PROCESSING_ROOT: Final = "/opt/ml/processing"
 EVALUATION_FILE: Final = "evaluation.json"
@@ -74,6 +75,7 @@ image, so both the processing and the training parameter take the training diges
 _DIGEST_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._\-/:]*@sha256:[0-9a-f]{64}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]+$")
 _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$")
+_SECRET_ARN = re.compile(r"^arn:aws[a-z\-]*:secretsmanager:[a-z0-9\-]+:\d{12}:secret:.+$")
 _PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
 # Instance families with NVIDIA GPUs that SageMaker training offers.
 _GPU_FAMILIES: Final = ("ml.g4dn.", "ml.g5.", "ml.g6.", "ml.g6e.", "ml.gr6.", "ml.p3.", "ml.p3dn.", "ml.p4d.", "ml.p4de.", "ml.p5.", "ml.p5e.", "ml.p5en.")
@@ -132,6 +134,9 @@ class PipelineSpec:
     processing_max_runtime_s: int = 3600
     subnet_ids: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
+    mlflow_credentials_secret_arn: str = ""
+    """The Secrets Manager secret the jobs read MLflow's basic-auth credentials from at
+    start (``pipeline.tracking_credentials``); only its ARN is in the definition."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -163,6 +168,10 @@ class PipelineSpec:
                 problems.append(f"{name} must be an integer between 60 and {28 * 24 * 3600}, got {value!r}")
         if bool(self.subnet_ids) != bool(self.security_group_ids):
             problems.append("subnet_ids and security_group_ids go together: give both or neither")
+        if self.mlflow_credentials_secret_arn and not _SECRET_ARN.match(self.mlflow_credentials_secret_arn):
+            problems.append(f"mlflow_credentials_secret_arn {self.mlflow_credentials_secret_arn!r} is not a Secrets Manager secret ARN")
+        if self.mlflow_tracking_uri.startswith("http") and not self.mlflow_credentials_secret_arn:
+            problems.append("mlflow_credentials_secret_arn is required with an http(s) tracking server: the jobs must log in")
         if not isinstance(self.gate, GateThresholds):
             problems.append("gate must be a pipeline.steps.gate.GateThresholds")
         if problems:
@@ -171,6 +180,20 @@ class PipelineSpec:
     @property
     def output_prefix(self) -> str:
         return self.artifacts_s3_prefix.rstrip("/")
+
+
+def supports_attached_volume(instance_type: str) -> bool:
+    """True when SageMaker attaches an EBS volume to ``instance_type`` (a volume KMS key is allowed).
+
+    Instance types with local NVMe storage (g5, g6, p4d, p5, the ``d`` families, ...)
+    get no EBS volume, and CreateTrainingJob/CreateProcessingJob reject a volume KMS key
+    for them (their instance storage is encrypted by the hardware). The
+    SDK's own table decides, so the rule follows AWS's as the SDK is upgraded.
+    """
+    prepare_offline_sdk_environment()
+    from sagemaker.core.common_utils import instance_supports_kms, volume_size_supported
+
+    return bool(instance_supports_kms(instance_type) and volume_size_supported(instance_type))
 
 
 def prepare_offline_sdk_environment(region: str = "us-east-1") -> Path:
@@ -254,7 +277,7 @@ def compile_pipeline_definition(spec: PipelineSpec) -> str:
 
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output, StoppingCondition
-    from sagemaker.core.training.configs import Compute, InputData, OutputDataConfig
+    from sagemaker.core.training.configs import Compute, InputData, Networking, OutputDataConfig
     from sagemaker.core.workflow.conditions import ConditionEquals
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
     from sagemaker.core.workflow.functions import Join, JsonGet
@@ -307,6 +330,10 @@ def compile_pipeline_definition(spec: PipelineSpec) -> str:
         warnings.simplefilter("ignore", UserWarning)
         session = PipelineSession()
         env = {"MLFLOW_TRACKING_URI": spec.mlflow_tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true", "MLOPS_MODEL_NAME": spec.model_name}
+        if spec.mlflow_credentials_secret_arn:
+            env[CREDENTIALS_SECRET_ENV] = spec.mlflow_credentials_secret_arn
+        processing_volume = supports_attached_volume(spec.processing_instance_type)
+        training_volume = supports_attached_volume(spec.gpu_instance_type)
 
         def processor(step_command: str, base_job_name: str) -> Any:
             return Processor(
@@ -315,7 +342,8 @@ def compile_pipeline_definition(spec: PipelineSpec) -> str:
                 instance_count=1,
                 instance_type=spec.processing_instance_type,
                 entrypoint=[JOB_ENTRY, "python", "-m", "pipeline", "step", step_command],
-                volume_kms_key=spec.kms_key_id,
+                # Instance-storage types get no EBS volume, so no volume key (module docstring).
+                volume_kms_key=spec.kms_key_id if processing_volume else None,
                 output_kms_key=spec.kms_key_id,
                 max_runtime_in_seconds=spec.processing_max_runtime_s,
                 base_job_name=base_job_name,
@@ -350,7 +378,12 @@ def compile_pipeline_definition(spec: PipelineSpec) -> str:
             role=spec.role_arn,
             training_image=training_image,
             base_job_name="mlops-train",
-            compute=Compute(instance_type=spec.gpu_instance_type, instance_count=1, volume_size_in_gb=30, volume_kms_key_id=spec.kms_key_id),
+            compute=Compute(instance_type=spec.gpu_instance_type, instance_count=1, volume_size_in_gb=30,
+                            volume_kms_key_id=spec.kms_key_id if training_volume else None),
+            # Inside the VPC like the processing jobs: S3 through the gateway endpoint,
+            # no route to the internet.
+            networking=Networking(subnets=list(spec.subnet_ids), security_group_ids=list(spec.security_group_ids),
+                                  enable_inter_container_traffic_encryption=True) if spec.subnet_ids else None,
             # Uncompressed, so S3ModelArtifacts is a folder the gate and register steps
             # read as a plain `--input DIR`, like the local runner's model directory.
             output_data_config=OutputDataConfig(s3_output_path=out_uri(STEP_TRAIN), kms_key_id=spec.kms_key_id, compression_type="NONE"),

@@ -49,13 +49,17 @@ def add_parser(subparsers: Any) -> None:
 
     train = stages.add_parser("train", help="start the SageMaker pipeline execution and wait; exit 3 on gate refusal")
     common(train)
-    train.add_argument("--pipeline-name", default=os.environ.get("SAGEMAKER_PIPELINE_NAME"), required=os.environ.get("SAGEMAKER_PIPELINE_NAME") is None)
+    train.add_argument("--pipeline-name", default=os.environ.get("SAGEMAKER_PIPELINE_NAME"), help="the SageMaker pipeline to start (required unless --local)")
     train.add_argument("--artifacts-prefix", default=os.environ.get("PIPELINE_ARTIFACTS_PREFIX"), help="s3:// prefix the pipeline writes under (to print the gate report)")
     train.add_argument("--git-commit", default=os.environ.get("CODEBUILD_RESOLVED_SOURCE_VERSION", "unknown"))
     train.add_argument("--images", type=Path, default=None, help="images.json from build-images: the training (and processing) and serving digests this execution runs; without it the digests known at `pulumi up` run")
     train.add_argument("--input-data", default=None, help="override the pipeline's InputDataUri")
     train.add_argument("--timeout-s", type=float, default=4 * 3600.0)
     train.add_argument("--poll-s", type=float, default=30.0)
+    train.add_argument("--local", action="store_true", help="compile --stack's definition as `pulumi up` does and execute every step here, in the images `make images` built (S3 at --endpoint-url, MLflow at --tracking-uri)")
+    train.add_argument("--tracking-uri", default=None, help="(--local) the MLflow server the jobs use instead of the in-cluster one; credentials from MLFLOW_TRACKING_USERNAME/PASSWORD go into the definition's secret")
+    train.add_argument("--data", type=Path, default=None, help="(--local) dataset file to push to the pipeline's InputDataUri first")
+    train.add_argument("--workdir", type=Path, default=Path("build/local-execution"), help="(--local) where job inputs, outputs and logs are staged")
     train.set_defaults(func=train_command)
 
     deploy = stages.add_parser("deploy", help="canary the champion (only when the alias moved); roll back on a failed analysis")
@@ -101,6 +105,38 @@ def add_parser(subparsers: Any) -> None:
     rehearse.add_argument("--alarm", action="append", default=[], help="(with --endpoint-url) alarm that rolls back the canary when it fires")
     rehearse.add_argument("--replay-requests", type=int, default=200)
     rehearse.set_defaults(func=rehearse_command)
+
+
+def _train_locally(args: argparse.Namespace) -> int:
+    """``train --local``: the stack's definition executed here, step by step, in the built images."""
+    from pipeline.containers import image_exists
+    from pipeline.delivery import local_train
+    from pipeline.delivery.aws import make_client
+
+    problems = [flag for flag, value in (("--endpoint-url", args.endpoint_url), ("--tracking-uri", args.tracking_uri)) if not value]
+    problems += [f"image {name} (run `make images`)" for name in ("training",) if not image_exists(name)]
+    if problems:
+        return _finish(args, "train", ExitCode.USAGE, "--local needs " + ", ".join(problems) + "; nothing was started")
+    stack_def = local_train.stack_definition(args.stack)
+    s3 = make_client("s3", endpoint_url=args.endpoint_url, region=local_train.LOCAL_REGION)
+    input_data = args.input_data
+    if args.data is not None:
+        input_data = local_train.push_dataset(s3, args.data, args.input_data or stack_def.parameter_default("InputDataUri"))
+        print(f"pushed {args.data} to {input_data}", flush=True)
+    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if stack_def.credentials_secret_arn and username and password:
+        local_train.seed_credentials_secret(make_client("secretsmanager", endpoint_url=args.endpoint_url, region=local_train.LOCAL_REGION),
+                                            stack_def.credentials_secret_arn, username, password)
+    execution = local_train.execute_locally(stack_def, s3=s3, tracking_uri=args.tracking_uri, endpoint_url=args.endpoint_url,
+                                            workdir=args.workdir, git_commit=args.git_commit, input_data=input_data,
+                                            log=lambda line: print(line, flush=True))
+    for step in execution.steps:
+        print(f"  {step.name:<16} {step.type:<10} {step.status:<9} {step.seconds:6.1f} s")
+    if execution.succeeded:
+        return _finish(args, "train", ExitCode.OK, f"local execution {execution.execution_id} Succeeded")
+    if local_train.is_gate_refusal(execution):
+        return _finish(args, "train", ExitCode.GATE_REFUSED, execution.failure_reason)
+    return _finish(args, "train", ExitCode.ERROR, f"{execution.failed_step}: {execution.failure_reason}")
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -176,6 +212,11 @@ def build_images_command(args: argparse.Namespace) -> int:
 def train_command(args: argparse.Namespace) -> int:
     """Start the SageMaker pipeline, wait, and print the gate report either way."""
     from pipeline.delivery import gate_report, sagemaker_runs
+
+    if args.local:
+        return _train_locally(args)
+    if not args.pipeline_name:
+        return _finish(args, "train", ExitCode.USAGE, "--pipeline-name (or SAGEMAKER_PIPELINE_NAME) is required; nothing was started")
 
     images = _read_images(args.images) if args.images is not None else None
     try:

@@ -162,6 +162,8 @@ def _registry_champion(params: dict[str, str]) -> tuple[Any, str] | None:
 def run_gate(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
     import joblib
 
+    from pipeline.tracking_credentials import is_auth_refusal
+
     from pipeline.data import load_dataset
     from pipeline.steps.evaluate import evaluate, predict_proba
     from pipeline.steps.gate import GateThresholds, judge, refusal
@@ -177,6 +179,9 @@ def run_gate(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
         report = judge(holdout, challenger, champion_proba, thresholds,
                        champion_version=champion[1] if champion else None)
     except Exception as exc:  # noqa: BLE001 - the gate fails closed: an error is a refusal
+        if is_auth_refusal(exc):
+            # Wrong credentials judge no model: a configuration error, not a refusal.
+            raise
         report = refusal(exc, thresholds)
     evaluation = {
         "gate": {"passed": report.passed, "reasons": report.reasons},
@@ -262,7 +267,15 @@ def allowed_params(name: str) -> set[str]:
 
 
 def step_command(args: argparse.Namespace) -> int:
-    """Run the named step; usage problems exit 2, unexpected errors 1, with a message."""
+    """Run the named step; usage problems exit 2, unexpected errors 1, with a message.
+
+    MLflow credentials come from the Secrets Manager secret named in the job's
+    environment (``pipeline.tracking_credentials``); a tracking server refusing them is a
+    configuration error (exit 2) naming the secret, never a gate refusal.
+    """
+    from pipeline.tracking_credentials import SECRET_ENV, CredentialsError, is_auth_refusal, load_tracking_credentials
+
+    secret: str | None = None
     try:
         params = _params(args.param)
         unknown = sorted(set(params) - allowed_params(args.name))
@@ -270,9 +283,16 @@ def step_command(args: argparse.Namespace) -> int:
             raise StepUsageError(
                 f"unknown --param {', '.join(unknown)}; known: {', '.join(sorted(allowed_params(args.name)))}"
             )
+        secret = load_tracking_credentials()
         args.output.mkdir(parents=True, exist_ok=True)
         code = RUNNERS[args.name](list(args.inputs), args.output, params)
-    except (StepUsageError, ValueError, FileNotFoundError) as exc:
+    except (StepUsageError, ValueError, FileNotFoundError, CredentialsError) as exc:
         print(f"error: step {args.name}: {exc}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    except Exception as exc:
+        if not is_auth_refusal(exc):
+            raise
+        source = f"the credentials from secret {secret} ({SECRET_ENV})" if secret else "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD"
+        print(f"error: step {args.name}: the tracking server refused {source}: a configuration error, no model was judged\n  {str(exc)[:300]}", file=sys.stderr)
         return int(ExitCode.USAGE)
     return code

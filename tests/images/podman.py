@@ -18,41 +18,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.schema import REPO_ROOT
+from pipeline import containers
+from pipeline.containers import IMAGE_PREFIX, IMAGES, podman_env
 
-CONF_DIR = REPO_ROOT / "build" / "containers"
-IMAGE_PREFIX = os.environ.get("MLOPS_IMAGE_PREFIX", "localhost/mlops-test")
-IMAGES = ("serving", "training", "mlflow")
+__all__ = ["IMAGES", "IMAGE_PREFIX", "Container", "image", "image_exists", "podman", "podman_env", "root_owned_dir",
+           "run_detached", "run_to_completion"]
 
 
 def image(name: str) -> str:
     """The test tag images/build.sh gives image ``name``."""
-    return f"{IMAGE_PREFIX}/{name}:test"
-
-
-def podman_env() -> dict[str, str]:
-    """The process environment with podman pointed at images/env.sh's configuration."""
-    env = dict(os.environ)
-    env["CONTAINERS_CONF"] = str(CONF_DIR / "containers.conf")
-    env["CONTAINERS_STORAGE_CONF"] = str(CONF_DIR / "storage.conf")
-    return env
+    return containers.image(name)
 
 
 def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``podman ARGS``; raise with its output when it fails and ``check`` is set."""
-    result = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, env=podman_env())
-    if check and result.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def image_exists(name: str) -> bool:
-    if not (CONF_DIR / "containers.conf").is_file():
-        return False
+    """Run ``podman ARGS``; a failure raises AssertionError (a test failure) with podman's output."""
     try:
-        return podman("image", "exists", image(name), check=False, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+        return containers.podman(*args, timeout=timeout, check=check)
+    except containers.ContainerError as exc:
+        raise AssertionError(str(exc)) from exc
+
+
+image_exists = containers.image_exists
 
 
 @dataclass
@@ -92,8 +78,7 @@ def run_detached(image_name: str, args: Sequence[str] = (), *, options: Sequence
                  env: dict[str, str] | None = None) -> Iterator[Container]:
     """``podman run -d`` with host networking; the container is removed afterwards."""
     name = f"mlops-test-{uuid.uuid4().hex[:10]}"
-    env_args = [item for key, value in (env or {}).items() for item in ("-e", f"{key}={value}")]
-    podman("run", "-d", "--name", name, "--network", "host", *options, *env_args, image(image_name), *args, timeout=120)
+    podman("run", "-d", "--name", name, "--network", "host", *options, *containers.env_args(env), image(image_name), *args, timeout=120)
     container = Container(name)
     try:
         yield container
@@ -104,8 +89,7 @@ def run_detached(image_name: str, args: Sequence[str] = (), *, options: Sequence
 def run_to_completion(image_name: str, args: Sequence[str] = (), *, options: Sequence[str] = (),
                       env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """``podman run --rm`` and wait; its result (never raises on a non-zero exit)."""
-    env_args = [item for key, value in (env or {}).items() for item in ("-e", f"{key}={value}")]
-    return podman("run", "--rm", *options, *env_args, image(image_name), *args, timeout=timeout, check=False)
+    return containers.run_to_completion(image(image_name), args, options=options, env=env, timeout=timeout)
 
 
 def root_owned_dir(path: Path) -> Path:

@@ -30,6 +30,7 @@ def compiled_definition(stack: str = "dev") -> str:
         artifacts_s3_prefix=f"s3://mlops-{stack}-artifacts/pipeline/",
         kms_key_id=f"arn:aws:kms:us-east-1:{account}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         mlflow_tracking_uri="http://mlflow.mlops.svc.cluster.local:5000", gate=GateThresholds(),
+        mlflow_credentials_secret_arn=f"arn:aws:secretsmanager:us-east-1:{account}:secret:mlops-{stack}-mlflow-credentials-AbCdEf",
         hyperparameters={"n_estimators": 60, "max_depth": 5},
     )
     return compile_pipeline_definition(spec)

@@ -42,7 +42,8 @@ def sdk_definition() -> str:
         data_s3_uri="s3://mlops-test-artifacts/datasets/adult-income/",
         artifacts_s3_prefix="s3://mlops-test-artifacts/sagemaker",
         kms_key_id="arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-        mlflow_tracking_uri="http://internal-mlflow.elb.eu-west-1.amazonaws.com")
+        mlflow_tracking_uri="http://internal-mlflow.elb.eu-west-1.amazonaws.com",
+        mlflow_credentials_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:mlops-test-mlflow-credentials-AbCdEf")
     return compile_pipeline_definition(spec)
 
 

@@ -28,6 +28,8 @@ PROCESSING_IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/mlops-training@sh
 TRAINING_IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/mlops-training@sha256:" + "b" * 64
 KMS = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
+SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mlops-dev-mlflow-credentials-AbCdEf"
+
 
 def make_spec(**overrides: Any) -> PipelineSpec:
     values: dict[str, Any] = dict(
@@ -41,6 +43,7 @@ def make_spec(**overrides: Any) -> PipelineSpec:
         artifacts_s3_prefix="s3://mlops-dev-artifacts/pipeline/",
         kms_key_id=KMS,
         mlflow_tracking_uri="https://mlflow.mlops.svc.cluster.local",
+        mlflow_credentials_secret_arn=SECRET,
         gate=GateThresholds(min_roc_auc=0.88, auc_tolerance=0.004, slice_tolerance=0.025, max_equal_opportunity_difference=0.12),
         hyperparameters={"n_estimators": 300, "max_depth": 6},
     )
@@ -212,8 +215,39 @@ def test_everything_written_is_encrypted_with_the_stack_key(definition: dict[str
         assert args["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == KMS, name
     train = steps["Train"]["Arguments"]
     assert train["OutputDataConfig"]["KmsKeyId"] == KMS
-    assert train["ResourceConfig"]["VolumeKmsKeyId"] == KMS
     assert train["HyperParameters"] == {"n_estimators": "300", "max_depth": "6"}
+
+
+# ml.g5 has local NVMe storage: CreateTrainingJob rejects a volume KMS key for it
+# (VolumeSizeInGB is a required field of ResourceConfig and stays).
+@pytest.mark.parametrize(("instance_type", "attached_volume"), [
+    ("ml.g5.xlarge", False), ("ml.g4dn.xlarge", False), ("ml.gr6.4xlarge", True),
+])
+def test_volume_key_only_where_the_instance_type_has_an_ebs_volume(instance_type: str, attached_volume: bool) -> None:
+    resources = steps_by_name(json.loads(compile_pipeline_definition(make_spec(gpu_instance_type=instance_type))))["Train"]["Arguments"]["ResourceConfig"]
+    assert ("VolumeKmsKeyId" in resources) is attached_volume, resources
+    if attached_volume:
+        assert resources["VolumeKmsKeyId"] == KMS
+
+
+def test_jobs_get_the_credentials_secret_by_arn_never_the_password(definition: dict[str, Any]) -> None:
+    for name, step in steps_by_name(definition).items():
+        env = step.get("Arguments", {}).get("Environment", {}) if step["Type"] == "Processing" else {}
+        if step["Type"] == "Processing":
+            assert env["MLOPS_MLFLOW_CREDENTIALS_SECRET"] == SECRET, name
+        assert not any("PASSWORD" in key for key in env), name
+
+
+def test_an_http_tracking_server_without_a_credentials_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="mlflow_credentials_secret_arn is required"):
+        make_spec(mlflow_credentials_secret_arn="")
+
+
+def test_training_runs_inside_the_vpc_like_the_processing_jobs() -> None:
+    spec = make_spec(subnet_ids=("subnet-0a", "subnet-0b"), security_group_ids=("sg-0c",))
+    steps = steps_by_name(json.loads(compile_pipeline_definition(spec)))
+    assert steps["Train"]["Arguments"]["VpcConfig"] == {"Subnets": ["subnet-0a", "subnet-0b"], "SecurityGroupIds": ["sg-0c"]}
+    assert steps["Validate"]["Arguments"]["NetworkConfig"]["VpcConfig"]["Subnets"] == ["subnet-0a", "subnet-0b"]
 
 
 def test_outputs_are_per_execution(definition: dict[str, Any]) -> None:
