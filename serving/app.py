@@ -26,7 +26,7 @@ from serving.emf import EmfPublisher
 from serving.metrics import ServingMetrics
 from serving.model import LoadedModel, Prediction
 from serving.openapi import build_openapi
-from serving.payload import PayloadError, csv_to_columns, json_to_columns, parse_json, validate
+from serving.payload import PayloadError, csv_to_columns, json_to_columns, max_request_columns, parse_json, validate
 
 log = logging.getLogger("serving.app")
 
@@ -233,10 +233,11 @@ class ServingApp:
         body = await self._read_body(scope, receive)
         if body is None:
             return None
+        width = max_request_columns(self.model.columns)
         if media == "text/csv":
-            names, columns = csv_to_columns(body)
+            names, columns = csv_to_columns(body, width)
         else:
-            names, columns = json_to_columns(parse_json(body))
+            names, columns = json_to_columns(parse_json(body), width)
         rows = len(columns[0]) if columns else 0
         if rows <= self.settings.inline_max_rows:
             batch, prediction = self._score(names, columns, media == "text/csv")
