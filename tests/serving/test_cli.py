@@ -15,7 +15,7 @@ from serving.server import main as serving_main
     [
         (["serve", "--capture-sample-rate", "2"], "sample rate"),
         (["serve", "--max-body-bytes", "0"], "max body bytes"),
-        (["serve", "--graceful-timeout", "45"], "graceful shutdown"),
+        (["serve", "--drain", "45"], "drain must be within"),
         (["serve", "--port", "70000"], "port"),
     ],
 )
