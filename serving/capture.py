@@ -130,9 +130,9 @@ class CaptureWriter:
         self._thread.start()
         return self
 
-    def submit(self, record: dict[str, Any] | str) -> bool:
-        """Queue a record (a dict, or one already serialised as a JSON line without its
-        newline); False (and counted in :attr:`dropped`) when the queue is full."""
+    def submit(self, record: dict[str, Any] | bytes) -> bool:
+        """Queue a record (a dict, or one already serialised as a UTF-8 JSON line without
+        its newline); False (and counted in :attr:`dropped`) when the queue is full."""
         try:
             self._queue.put_nowait(record)
             return True
@@ -200,8 +200,9 @@ class CaptureWriter:
                 self._rotate()
                 return
             try:
-                line = item if isinstance(item, str) else json.dumps(item, allow_nan=False, separators=(",", ":"))
-                self._append(line.encode() + b"\n")
+                line = item if isinstance(item, bytes) else json.dumps(
+                    item, allow_nan=False, separators=(",", ":")).encode()
+                self._append(line + b"\n")
             except (OSError, ValueError, TypeError) as exc:  # a full disk or a bad record
                 self.failed += 1
                 if not self._failing:

@@ -54,8 +54,9 @@ class Scored:
     n_rows: int
     probabilities: bytes | None
     """float64 probabilities (``np.frombuffer``) for the drift gauge, or None."""
-    capture_line: str | None
-    """The capture record as one JSON line (no newline), when sampled."""
+    capture_line: bytes | None
+    """The capture record as one UTF-8 JSON line (no newline), when sampled; bytes, so
+    that coming back from a worker costs a copy, not a decode."""
 
     def probability_array(self) -> np.ndarray | None:
         return None if self.probabilities is None else np.frombuffer(self.probabilities, dtype=np.float64)
@@ -100,6 +101,6 @@ def score_request(model: LoadedModel, request: ScoreRequest) -> Scored:
             request.request_id, model.name, model.version, [spec.name for spec in model.columns],
             batch.rows(), prediction.labels, probabilities, client_request_id=request.client_request_id,
         )
-        line = json.dumps(record, allow_nan=False, separators=(",", ":"))
+        line = json.dumps(record, allow_nan=False, separators=(",", ":")).encode()
     packed = None if probabilities is None else np.asarray(probabilities, dtype=np.float64).tobytes()
     return Scored(body, batch.n_rows, packed, line)

@@ -129,7 +129,7 @@ def test_every_lost_record_is_in_the_dropped_metric(tmp_path: Path) -> None:
 
 def test_a_serialised_line_is_written_as_is(tmp_path: Path) -> None:
     writer = CaptureWriter(CaptureSettings(tmp_path)).start()
-    assert writer.submit(json.dumps(record(5)))
+    assert writer.submit(json.dumps(record(5)).encode())
     writer.close()
     (path,) = tmp_path.glob("capture-*.jsonl")
     assert json.loads(path.read_text())["request_id"] == "r5" and path.read_text().endswith("\n")

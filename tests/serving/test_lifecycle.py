@@ -116,6 +116,10 @@ def test_a_first_deploy_waits_alive_and_not_ready_then_serves_the_alias(register
                         extra_args=["--resolve-max-interval", "1"], health_path="/livez",
                         log_path=tmp_path / "server.log") as server:
         try:
+            deadline = time.monotonic() + 60
+            while "first-deploy" not in json.loads(get(server, "/ping")[2])["message"]:  # imports, first try
+                assert time.monotonic() < deadline, server.log_tail()
+                time.sleep(0.3)
             for _ in range(6):
                 status, _, body = get(server, "/ping")
                 assert status == 503 and "first-deploy" in json.loads(body)["message"], body
