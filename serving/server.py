@@ -54,6 +54,9 @@ QUIET_S = 0.25
 """During the drain, the listener closes early once nothing has arrived for this long."""
 FD_RESERVE = 64
 """Descriptors kept free of client connections (files, worker pipes, the registry)."""
+ACCEPT_BURST = 128
+"""The listen backlog, which is also how many connections asyncio accepts in one go
+before any of them reaches the connection cap's check: the cap leaves room for it."""
 
 
 class UsageError(ValueError):
@@ -228,7 +231,7 @@ def preflight(options: ServerOptions) -> socket.socket:
 
 def connection_cap(requested: int) -> int:
     """Raise the soft descriptor limit to the hard one and return how many client
-    connections fit under it with :data:`FD_RESERVE` to spare."""
+    connections fit under it with :data:`FD_RESERVE` and one :data:`ACCEPT_BURST` to spare."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
         target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
@@ -237,7 +240,7 @@ def connection_cap(requested: int) -> int:
             soft = target
         except (ValueError, OSError):
             pass
-    return max(1, min(requested, soft - FD_RESERVE))
+    return max(1, min(requested, soft - FD_RESERVE - ACCEPT_BURST))
 
 
 class ServingServer:
@@ -268,6 +271,7 @@ class ServingServer:
             server_header=False,
             http=guarded_protocol(limits),
             h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+            backlog=ACCEPT_BURST,
             timeout_keep_alive=75,  # above the 60 s idle timeout of AWS load balancers
         )
         outer = self

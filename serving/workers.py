@@ -79,9 +79,14 @@ def run_one(model: LoadedModel, request: ScoreRequest) -> Outcome:
         return Failed(type(exc).__name__, traceback.format_exc())
 
 
+def _model() -> LoadedModel:
+    if _MODEL is None:
+        raise RuntimeError("scoring worker started without a model (forked before ScoringPool set it)")
+    return _MODEL
+
+
 def _work(request: ScoreRequest) -> Outcome:
-    assert _MODEL is not None, "worker forked before the model was set"
-    return run_one(_MODEL, request)
+    return run_one(_model(), request)
 
 
 def _ready() -> int:
@@ -122,8 +127,7 @@ def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _close_inherited_sockets()
-    assert _MODEL is not None, "worker forked before the model was set"
-    single_threaded(_MODEL)
+    single_threaded(_model())
 
 
 class ScoringPool:

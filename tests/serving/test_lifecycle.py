@@ -179,3 +179,32 @@ def test_sigterm_drains_requests_around_the_signal_and_exits_0_within_the_bound(
         assert len(answered) >= 6, results
         assert code == 0, server.log_tail()
         assert took < 3 + 1.5, f"exit {took:.2f} s after SIGTERM with --drain 3"
+
+
+def test_ping_answers_when_idle_connections_would_exhaust_the_descriptor_limit(
+    registered: Any, tmp_path: Path
+) -> None:
+    """A hard limit of 256 descriptors and 400 connections that send nothing: the cap
+    (192 under the limit: a reserve and one accept burst) closes the idlest, so the probe
+    always finds a free descriptor."""
+    import shlex
+
+    from serving.process import free_port, serving_command
+
+    port = free_port()
+    command = serving_command("models:/adult-income@champion", port, tracking_uri=registered.tracking_uri)
+    shell = ["/bin/sh", "-c", f"ulimit -n 256 && exec {shlex.join(command)}"]
+    with running_server(command=shell, port=port, log_path=tmp_path / "server.log") as server:
+        flood: list[socket.socket] = []
+        try:
+            for _ in range(400):
+                flood.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            time.sleep(0.5)
+            for _ in range(5):
+                assert get(server, "/ping")[0] == 200, server.log_tail()
+            open_now = sum(closed_by_server(sock, 0.05) is None for sock in flood)
+            assert open_now <= 256 - 64 - 128, f"{open_now} connections held open under a 256-descriptor limit"
+        finally:
+            for sock in flood:
+                sock.close()
+        assert "Too many open files" not in server.log_tail(200)
