@@ -11,6 +11,15 @@ targets: >= 3x MLflow's single-row throughput, single-row p99 < 5 ms, lower peak
 
     .venv/bin/python benchmarks/serving.py                 # local store's champion, else a fixture model
     .venv/bin/python benchmarks/serving.py --duration 10 --concurrency 4
+    .venv/bin/python benchmarks/serving.py --only hardening --baseline-ref d0847bd
+
+The hardening part (issue 13) measures, on our server: ``/ping`` latency (a new
+connection per probe, as a kubelet does) while 8 client processes send maximum-size
+legal batches (the largest ``dataframe_split`` body under the 6 MiB cap) in a closed loop,
+against the target p99 < 50 ms; and how long a 6 MiB hostile request head takes to be
+refused (first byte of the answer, or the connection closed), against < 100 ms. With
+``--baseline-ref`` the same two measurements run on the server as it was at that git
+commit (extracted with ``git archive``), the named baseline the figures compare to.
 
 Only 127.0.0.1 is ever contacted. Numbers depend on the machine and its load: compare
 the two servers within one run, not across runs.
@@ -23,7 +32,9 @@ import http.client
 import json
 import multiprocessing as mp
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -206,6 +217,167 @@ def _labels(sample: Any) -> list[int]:
     return [int(p) for p in sample["predictions"]]
 
 
+def max_size_batch(cap: int = 6_291_456) -> tuple[bytes, int]:
+    """The largest legal ``dataframe_split`` body under ``cap`` bytes, and its row count."""
+    from tests.serving.model_factory import load_sample
+
+    frame = load_sample(1000, seed=5)[list(FEATURES)].astype(object)
+    sample = [[None if isinstance(v, float) and v != v else v for v in row] for row in frame.values.tolist()]
+
+    def body(n: int) -> bytes:
+        rows = [sample[i % len(sample)] for i in range(n)]
+        return json.dumps({"dataframe_split": {"columns": list(FEATURES), "data": rows}}).encode()
+
+    per_row = len(body(1000)) / 1000
+    n = int(cap / per_row)
+    while len(body(n)) > cap:
+        n -= max(1, n // 200)
+    return body(n), n
+
+
+def _batch_worker(port: int, body: bytes, until: float, out: Any) -> None:
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    while time.time() < until:
+        begun = time.perf_counter()
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            statuses[response.status] = statuses.get(response.status, 0) + 1
+            connection.close()
+        except (OSError, http.client.HTTPException):
+            statuses[-1] = statuses.get(-1, 0) + 1
+        latencies.append(time.perf_counter() - begun)
+    out.put((statuses, latencies))
+
+
+def ping_under_max_batches(port: int, body: bytes, clients: int, duration: float) -> dict[str, Any]:
+    """/ping latencies (new connection each, every 20 ms) while ``clients`` processes
+    send ``body`` in a closed loop for ``duration`` seconds."""
+    context = mp.get_context("fork")
+    out = context.Queue()
+    until = time.time() + duration
+    workers = [context.Process(target=_batch_worker, args=(port, body, until, out)) for _ in range(clients)]
+    for worker in workers:
+        worker.start()
+    time.sleep(min(2.0, duration / 4))  # let every client have a batch in flight
+    pings: list[float] = []
+    failures = 0
+    while time.time() < until:
+        begun = time.perf_counter()
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request("GET", "/ping")
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+            if response.status != 200:
+                failures += 1
+        except (OSError, http.client.HTTPException):
+            failures += 1
+        pings.append(time.perf_counter() - begun)
+        time.sleep(0.02)
+    results = [out.get(timeout=300) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    statuses: dict[int, int] = {}
+    batch_latencies: list[float] = []
+    for counts, latencies in results:
+        for status, count in counts.items():
+            statuses[status] = statuses.get(status, 0) + count
+        batch_latencies.extend(latencies)
+    pings.sort()
+    return {
+        "ping_p50_ms": statistics.median(pings) * 1e3 if pings else float("nan"),
+        "ping_p99_ms": pings[min(len(pings) - 1, int(len(pings) * 0.99))] * 1e3 if pings else float("nan"),
+        "ping_max_ms": pings[-1] * 1e3 if pings else float("nan"),
+        "pings": len(pings),
+        "ping_failures": failures,
+        "batch_statuses": dict(sorted(statuses.items())),
+        "batch_p50_s": statistics.median(batch_latencies) if batch_latencies else float("nan"),
+    }
+
+
+def hostile_header_refusal(port: int, size: int = 6 * 1024 * 1024, tries: int = 5) -> list[float]:
+    """Seconds from the first byte of a ``size``-byte request head to the server's
+    refusal (the first byte of its answer, or the connection closed/reset), per try."""
+    head = b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Junk: " + b"a" * size + b"\r\n\r\n"
+    timings = []
+    for _ in range(tries):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+
+        def send(sock: socket.socket = sock) -> None:
+            try:
+                sock.sendall(head)
+            except OSError:
+                pass  # refused mid-send: what we are timing
+
+        begun = time.perf_counter()
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        try:
+            sock.recv(1)
+        except OSError:
+            pass
+        timings.append(time.perf_counter() - begun)
+        sock.close()
+        sender.join(5)
+        time.sleep(0.2)
+    return timings
+
+
+def server_at_ref(ref: str) -> Path:
+    """The repository's serving/ and pipeline/ as they were at ``ref``, in a temp folder."""
+    root = Path(__file__).resolve().parent.parent
+    folder = Path(tempfile.mkdtemp(prefix=f"serving-{ref}-"))
+    archive = subprocess.run(["git", "-C", str(root), "archive", ref, "serving", "pipeline"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def bench_hardening(name: str, start: Any, clients: int, duration: float) -> dict[str, Any]:
+    print(f"-- hardening, {name}: starting", flush=True)
+    body, rows = max_size_batch()
+    with start() as server:
+        header = hostile_header_refusal(server.port)
+        loaded = ping_under_max_batches(server.port, body, clients, duration)
+    loaded["header_refusal_ms"] = [t * 1e3 for t in header]
+    loaded["batch_bytes"], loaded["batch_rows"] = len(body), rows
+    print(f"   {loaded}", flush=True)
+    return loaded
+
+
+def print_hardening(results: dict[str, dict[str, Any]], clients: int) -> None:
+    first = next(iter(results.values()))
+    print()
+    print(f"hardening: {clients} clients, each sending {first['batch_rows']} rows "
+          f"({first['batch_bytes'] / 2**20:.2f} MiB dataframe_split) in a closed loop; /ping every 20 ms")
+    names = list(results)
+    print(f"{'':34}" + "".join(f"{n:>22}" for n in names))
+    rows = [
+        ("/ping p50 ms", lambda r: f"{r['ping_p50_ms']:.1f}"),
+        ("/ping p99 ms (target < 50)", lambda r: f"{r['ping_p99_ms']:.1f}"),
+        ("/ping max ms", lambda r: f"{r['ping_max_ms']:.1f}"),
+        ("/ping not 200", lambda r: f"{r['ping_failures']}/{r['pings']}"),
+        ("batch statuses", lambda r: ",".join(f"{k}:{v}" for k, v in r["batch_statuses"].items())),
+        ("batch p50 s", lambda r: f"{r['batch_p50_s']:.2f}"),
+        ("6 MiB head refused, median ms", lambda r: f"{statistics.median(r['header_refusal_ms']):.1f}"),
+        ("6 MiB head refused, max ms", lambda r: f"{max(r['header_refusal_ms']):.1f}"),
+    ]
+    for label, cell in rows:
+        print(f"{label:34}" + "".join(f"{cell(results[n]):>22}" for n in names))
+    ours = results[names[0]]
+    print("targets:")
+    print(f"  /ping p99 < 50 ms under max batches : {ours['ping_p99_ms']:.1f} ms  "
+          f"{'MET' if ours['ping_p99_ms'] < 50 else 'NOT MET'}")
+    worst = max(ours["header_refusal_ms"])
+    print(f"  6 MiB hostile head refused < 100 ms : {worst:.1f} ms (worst of {len(ours['header_refusal_ms'])})  "
+          f"{'MET' if worst < 100 else 'NOT MET'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Pick the model, benchmark both servers one after the other, print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -213,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-name", default="adult-income")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per throughput phase")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--only", choices=["compare", "hardening"], help="run one part (default: both)")
+    parser.add_argument("--hardening-clients", type=int, default=8)
+    parser.add_argument("--hardening-duration", type=float, default=15.0)
+    parser.add_argument("--baseline-ref", help="also run the hardening part on the server at this git commit")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
@@ -248,6 +424,28 @@ def main(argv: list[str] | None = None) -> int:
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
         return running_server(command=command, port=port, env=env, startup_timeout_s=240)
+
+    if args.only != "compare":
+        hardening = {"ours": bench_hardening("ours", lambda: running_server(
+            model_uri, tracking_uri=tracking_uri, startup_timeout_s=180), args.hardening_clients,
+            args.hardening_duration)}
+        if args.baseline_ref:
+            old = server_at_ref(args.baseline_ref)
+
+            def baseline() -> Any:
+                # -c with the old tree first on sys.path: -m would put this checkout first.
+                port = free_port()
+                command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(old)!r}); "
+                           "from serving.server import main; sys.exit(main())",
+                           "--model-uri", model_uri, "--tracking-uri", tracking_uri, "--host", "127.0.0.1",
+                           "--port", str(port)]
+                return running_server(command=command, port=port, startup_timeout_s=180)
+
+            hardening[f"at {args.baseline_ref}"] = bench_hardening(args.baseline_ref, baseline,
+                                                                   args.hardening_clients, args.hardening_duration)
+        print_hardening(hardening, args.hardening_clients)
+        if args.only == "hardening":
+            return 0
 
     noise = machine_noise()
     ours_r = bench_server("ours (python -m serving)", ours, bodies, args.concurrency, args.duration)

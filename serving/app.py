@@ -1,10 +1,18 @@
 """The ASGI application: SageMaker's container contract, hardened against bad input.
 
-A plain ASGI callable rather than a framework: five fixed routes do not need a router,
-and on the single-row hot path every microsecond of framework dispatch shows in p99.
-Every refusal is a JSON body with ``error``, ``message``, ``request_id`` and, where it
-applies, ``columns``; a model failure is a 500 whose ``error_id`` also appears, with the
-traceback, in the server log and nowhere else. Routes and bodies: docs/contracts.md.
+A plain ASGI callable rather than a framework: a handful of fixed routes do not need a
+router, and on the single-row hot path every microsecond of framework dispatch shows in
+p99. Every refusal is a JSON body with ``error``, ``message``, ``request_id`` and, where
+it applies, ``columns``; a model failure is a 500 whose ``error_id`` also appears, with
+the traceback, in the server log and nowhere else. Routes and bodies: docs/contracts.md.
+
+The event loop does only bounded work: bodies up to ``inline_max_bytes`` are scored in
+place (a hand-off would cost more than the work), larger ones in worker processes
+(serving.workers); invocations beyond ``max_concurrency`` are refused at once with 503
+and ``Retry-After`` instead of queueing behind ``/ping``. The app starts without a model
+when the server is still resolving it (``/livez`` 200, ``/ping`` 503) and serves from
+:meth:`ServingApp.serve_model` on; after :meth:`ServingApp.drain` ``/ping`` answers 503
+and every response closes its connection.
 """
 
 from __future__ import annotations
@@ -12,70 +20,81 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from serving.capture import CaptureWriter, capture_record
+from serving.capture import CaptureWriter
 from serving.emf import EmfPublisher
 from serving.metrics import ServingMetrics
-from serving.model import LoadedModel, Prediction
+from serving.model import LoadedModel
 from serving.openapi import build_openapi
-from serving.payload import PayloadError, csv_to_columns, json_to_columns, parse_json, validate
+from serving.payload import PayloadError
+from serving.scoring import CSV_TYPE, JSON_TYPE, RESPONSE_TYPES, ModelOutputError, Scored, ScoreRequest
+from serving.workers import Failed, Refused, ScoringPool, WorkerLost, run_one
+
+__all__ = ["AppSettings", "ModelOutputError", "ServingApp", "DEFAULT_MAX_BODY_BYTES"]
 
 log = logging.getLogger("serving.app")
 
 DEFAULT_MAX_BODY_BYTES = 6_291_456
-"""SageMaker's cap on an invocation body."""
+"""SageMaker's cap on an invocation body (6 MiB)."""
+MIB = 1024 * 1024
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_JSON = b"application/json"
+_JSON = JSON_TYPE.encode()
+_CSV = CSV_TYPE.encode()
 _ACCEPTED_TYPES = ("application/json", "text/csv")
+_CLOSE = (b"connection", b"close")
 
 
 @dataclass(frozen=True)
 class AppSettings:
-    """Request-path limits of the app (transport settings live in serving.__main__)."""
+    """Request-path limits of the app (transport settings live in serving.server)."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     request_timeout_s: float = 20.0
-    model_threads: int = 2
-    inline_max_rows: int = 64
-    """Batches up to this many rows are scored on the event loop: a thread hand-off costs
-    more than scoring them, and under load it is the p99. Larger ones go to the model
-    threads, where the per-request timeout can abandon them."""
+    """Scoring (queue wait included) past this answers 504."""
+    workers: int = 2
+    """Worker processes for bodies over ``inline_max_bytes``."""
+    inline_max_bytes: int = 16 * 1024
+    """Bodies up to this size are scored on the event loop: a process hand-off costs more
+    than scoring them, and under load it is the p99. Larger ones go to the workers."""
+    body_timeout_s: float = 20.0
+    """The whole body must arrive within this many seconds of the request; else 408."""
+    max_concurrency: int = 32
+    """Invocations in flight (reading, queued or scoring) before new ones get 503."""
+    retry_after_s: int = 1
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1:
             raise ValueError(f"max body bytes must be positive, got {self.max_body_bytes}")
         if not self.request_timeout_s > 0:
             raise ValueError(f"request timeout must be positive, got {self.request_timeout_s}")
-        if self.model_threads < 1:
-            raise ValueError(f"model threads must be at least 1, got {self.model_threads}")
-        if self.inline_max_rows < 0:
-            raise ValueError(f"inline max rows must be >= 0, got {self.inline_max_rows}")
+        if not self.body_timeout_s > 0:
+            raise ValueError(f"body timeout must be positive, got {self.body_timeout_s}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.inline_max_bytes < 0:
+            raise ValueError(f"inline max bytes must be >= 0, got {self.inline_max_bytes}")
+        if self.max_concurrency < 1:
+            raise ValueError(f"max concurrency must be at least 1, got {self.max_concurrency}")
 
-
-class ModelOutputError(RuntimeError):
-    """The model answered with something that cannot be returned as strict JSON."""
-
-
-def _request_id(scope: Scope) -> str | PayloadError:
-    for key, value in scope["headers"]:
-        if key == b"x-request-id":
-            text = value.decode("latin-1")
-            if 0 < len(text) <= 128 and all(33 <= ord(ch) <= 126 for ch in text):
-                return text
-            return PayloadError(400, "bad_request_id", "X-Request-Id must be 1-128 visible ASCII characters")
-    return str(uuid.uuid4())
+    def execution_parameters(self) -> dict[str, Any]:
+        """SageMaker batch transform's ``/execution-parameters``: as many concurrent
+        transforms as there are workers, and a payload size inside the body cap."""
+        return {
+            "MaxConcurrentTransforms": self.workers,
+            "BatchStrategy": "MULTI_RECORD",
+            "MaxPayloadInMB": min(6, self.max_body_bytes // MIB),
+        }
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -85,21 +104,87 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-class ServingApp:
-    """The ASGI app serving one loaded model."""
+def client_request_id(scope: Scope) -> str | None:
+    """The client's ``X-Request-Id`` (kept in the capture record), None when absent;
+    :class:`PayloadError` when it is not 1-128 visible ASCII characters."""
+    text = _header(scope, b"x-request-id")
+    if text is None:
+        return None
+    if 0 < len(text) <= 128 and all(33 <= ord(ch) <= 126 for ch in text):
+        return text
+    raise PayloadError(400, "bad_request_id", "X-Request-Id must be 1-128 visible ASCII characters")
 
-    def __init__(self, model: LoadedModel, settings: AppSettings, capture: CaptureWriter | None = None,
+
+def negotiate(accept: str | None) -> str:
+    """The response type for an ``Accept`` header: JSON when absent or ``*/*``; raises
+    a 406 :class:`PayloadError` naming the supported types when none is acceptable."""
+    if accept is None or not accept.strip():
+        return JSON_TYPE
+    ranked: list[tuple[float, int, str]] = []
+    for index, part in enumerate(accept.split(",")):
+        media, *params = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media and quality > 0:
+            ranked.append((-quality, index, media.lower()))
+    for _, _, media in sorted(ranked):
+        if media in RESPONSE_TYPES:
+            return media
+        if media in ("*/*", "application/*"):
+            return JSON_TYPE
+        if media == "text/*":
+            return CSV_TYPE
+    raise PayloadError(406, "not_acceptable", f"Accept {accept!r} names no type this server answers in; "
+                                              f"accept one of {list(RESPONSE_TYPES)}")
+
+
+class ServingApp:
+    """The ASGI app serving one model (or, until it has one, saying so)."""
+
+    def __init__(self, model: LoadedModel | None, settings: AppSettings, capture: CaptureWriter | None = None,
                  emf: EmfPublisher | None = None) -> None:
-        self.model = model
         self.settings = settings
         self.capture = capture
+        self.emf: EmfPublisher | None = None
+        self.model: LoadedModel | None = None
+        self.metrics: ServingMetrics | None = None
+        self.pool: ScoringPool | None = None
+        self.draining = False
+        self.waiting_for = "the model is loading"
+        """Why ``/ping`` is not 200 yet (the loader says what it waits for)."""
+        self.in_flight = 0
+        self._model_headers: list[tuple[bytes, bytes]] = []
+        self._version = b""
+        self._openapi = b""
+        self._execution_parameters = json.dumps(settings.execution_parameters()).encode()
+        self._live = json.dumps({"status": "alive"}).encode()
+        self._routes: dict[str, dict[str, Handler]] = {
+            "/ping": {"GET": self._ping},
+            "/livez": {"GET": self._livez},
+            "/invocations": {"POST": self._invocations},
+            "/execution-parameters": {"GET": self._static(lambda: self._execution_parameters)},
+            "/version": {"GET": self._ready_static(lambda: self._version)},
+            "/openapi.json": {"GET": self._ready_static(lambda: self._openapi)},
+            "/metrics": {"GET": self._metrics},
+        }
+        if model is not None:
+            self.serve_model(model, emf)
+
+    def serve_model(self, model: LoadedModel, emf: EmfPublisher | None = None, pool: ScoringPool | None = None) -> None:
+        """Start answering for ``model``: from here ``/ping`` is 200 (unless draining)."""
         self.emf = emf
-        self.metrics = ServingMetrics(model.name, model.version, model.baseline_predictions, sink=emf)
+        self.metrics = ServingMetrics(model.name, model.version, model.baseline_predictions, sink=emf,
+                                      capture_lost=(lambda: self.capture.lost) if self.capture is not None else None)
         if emf is not None:
             self.metrics.registry.register(emf.collector())
-        self._executor = ThreadPoolExecutor(max_workers=settings.model_threads, thread_name_prefix="model")
-        self._column_names = [spec.name for spec in model.columns]
-        self._openapi = json.dumps(build_openapi(model.columns, model.name, model.version)).encode()
+        self.pool = pool if pool is not None else ScoringPool(model, self.settings.workers)
+        self._model_headers = [(b"x-model-name", model.name.encode()), (b"x-model-version", model.version.encode())]
         self._version = json.dumps(
             {
                 "model_name": model.name,
@@ -109,14 +194,17 @@ class ServingApp:
                 "lineage": model.lineage,
             }
         ).encode()
-        self._ping = json.dumps({"status": "ok", "model_name": model.name, "model_version": model.version}).encode()
-        self._routes: dict[str, dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]]] = {
-            "/ping": {"GET": self._static(self._ping, _JSON)},
-            "/invocations": {"POST": self._invocations},
-            "/version": {"GET": self._static(self._version, _JSON)},
-            "/openapi.json": {"GET": self._static(self._openapi, _JSON)},
-            "/metrics": {"GET": self._metrics},
-        }
+        self._openapi = json.dumps(build_openapi(model.columns, model.name, model.version)).encode()
+        self.model = model
+
+    def drain(self) -> None:
+        """SIGTERM: ``/ping`` answers 503 and every response closes its connection."""
+        self.draining = True
+
+    def close(self) -> None:
+        """Stop the workers (the server's shutdown, and tests)."""
+        if self.pool is not None:
+            self.pool.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -145,34 +233,67 @@ class ServingApp:
                 if self.capture is not None:
                     self.capture.start()
                 if self.emf is not None:
-                    self.emf.start()
+                    self.emf.start()  # idempotent: the server's loader may have started it
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self._executor.shutdown(wait=True, cancel_futures=True)
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, self.close)
                 if self.capture is not None:
                     self.capture.close()
                 if self.emf is not None:
                     # The last partial window: requests served just before SIGTERM count.
-                    await asyncio.get_running_loop().run_in_executor(None, self.emf.stop)
+                    await loop.run_in_executor(None, self.emf.stop)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    @staticmethod
-    async def _respond(send: Send, status: int, body: bytes, content_type: bytes, extra: list[tuple[bytes, bytes]]) -> None:
-        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra]
+    async def _respond(self, send: Send, status: int, body: bytes, content_type: bytes,
+                       extra: list[tuple[bytes, bytes]]) -> None:
+        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+                   *self._model_headers, *extra]
+        if self.draining and _CLOSE not in headers:
+            headers.append(_CLOSE)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def _static(self, body: bytes, content_type: bytes) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    def _static(self, body: Callable[[], bytes]) -> Handler:
         async def handler(scope: Scope, receive: Receive, send: Send) -> None:
-            await self._respond(send, 200, body, content_type, [])
+            await self._respond(send, 200, body(), _JSON, [])
 
         return handler
+
+    def _ready_static(self, body: Callable[[], bytes]) -> Handler:
+        async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+            if self.model is None:
+                await self._not_ready(send, "")
+                return
+            await self._respond(send, 200, body(), _JSON, [])
+
+        return handler
+
+    async def _ping(self, scope: Scope, receive: Receive, send: Send) -> None:
+        model = self.model
+        if model is not None and not self.draining:
+            body = {"status": "ok", "model_name": model.name, "model_version": model.version}
+            await self._respond(send, 200, json.dumps(body).encode(), _JSON, [])
+            return
+        status = "draining" if self.draining else "loading"
+        body = {"status": status, "message": "the server is shutting down" if self.draining else self.waiting_for}
+        if model is not None:
+            body |= {"model_name": model.name, "model_version": model.version}
+        await self._respond(send, 503, json.dumps(body).encode(), _JSON, [])
+
+    async def _livez(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._respond(send, 200, self._live, _JSON, [])
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        await self._respond(send, 200, self.metrics.render(), CONTENT_TYPE_LATEST.encode(), [])
+        body = self.metrics.render() if self.metrics is not None else b""
+        await self._respond(send, 200, body, CONTENT_TYPE_LATEST.encode(), [])
+
+    async def _not_ready(self, send: Send, request_id: str) -> None:
+        await self._error(send, 503, "not_ready", f"no model is being served yet: {self.waiting_for}", request_id,
+                          extra=[(b"retry-after", b"5")])
 
     async def _error(
         self,
@@ -196,112 +317,124 @@ class ServingApp:
         await self._respond(send, status, json.dumps(body).encode(), _JSON, headers)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        """The body, or ``None`` when the client went away; 413 past the cap."""
+        """The body, or ``None`` when the client went away; 413 past the cap, 408 when
+        it does not arrive within the body timeout."""
         cap = self.settings.max_body_bytes
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
             raise PayloadError(413, "body_too_large", f"the body is {declared} bytes; the limit is {cap} bytes")
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > cap:
-                raise PayloadError(413, "body_too_large", f"the body exceeds the limit of {cap} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > cap:
+                        raise PayloadError(413, "body_too_large", f"the body exceeds the limit of {cap} bytes")
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise PayloadError(408, "body_timeout", f"the body did not arrive within {self.settings.body_timeout_s:g} s "
+                                                    f"({size} bytes received)") from None
 
-    def _score(self, names: list[str], columns: list[list[Any]], from_text: bool) -> tuple[Any, Prediction]:
-        batch = validate(names, columns, self.model.columns, from_text=from_text)
-        prediction = self.model.predict(batch)
-        if prediction.probabilities is not None and not all(math.isfinite(p) for p in prediction.probabilities):
-            raise ModelOutputError("the model returned non-finite probabilities")
-        if len(prediction.labels) != batch.n_rows:
-            raise ModelOutputError(f"the model returned {len(prediction.labels)} predictions for {batch.n_rows} rows")
-        return batch, prediction
-
-    async def _handle_invocation(self, scope: Scope, receive: Receive, request_id: str) -> tuple[int, bytes] | None:
-        raw_type = _header(scope, b"content-type")
-        media = raw_type.split(";", 1)[0].strip().lower() if raw_type else ""
-        if media not in _ACCEPTED_TYPES:
-            found = f"Content-Type {raw_type!r}" if raw_type else "no Content-Type"
-            raise PayloadError(415, "unsupported_media_type", f"{found}; send one of {list(_ACCEPTED_TYPES)}")
-        body = await self._read_body(scope, receive)
-        if body is None:
-            return None
-        if media == "text/csv":
-            names, columns = csv_to_columns(body)
+    async def _score(self, request: ScoreRequest) -> Scored:
+        """Score in place or in a worker; raises what :func:`score_request` would."""
+        model = self.model
+        assert model is not None and self.pool is not None
+        if len(request.body) <= self.settings.inline_max_bytes:
+            outcome = run_one(model, request)
         else:
-            names, columns = json_to_columns(parse_json(body))
-        rows = len(columns[0]) if columns else 0
-        if rows <= self.settings.inline_max_rows:
-            batch, prediction = self._score(names, columns, media == "text/csv")
-        else:
-            loop = asyncio.get_running_loop()
-            batch, prediction = await loop.run_in_executor(
-                self._executor, self._score, names, columns, media == "text/csv"
-            )
-        self.metrics.scored(batch.n_rows, prediction.probabilities)
-        if self.capture is not None and random.random() < self.capture.settings.sample_rate:
-            record = capture_record(
-                request_id,
-                self.model.name,
-                self.model.version,
-                self._column_names,
-                batch.rows(),
-                prediction.labels,
-                prediction.probabilities,
-            )
-            if not self.capture.submit(record):
-                self.metrics.capture_dropped.inc()
-        body_out = json.dumps(
-            {
-                "predictions": prediction.labels,
-                "probabilities": prediction.probabilities,
-                "model_version": self.model.version,
-                "request_id": request_id,
-            },
-            allow_nan=False,
-        ).encode()
-        return 200, body_out
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                outcome = await self.pool.score(request)
+        if isinstance(outcome, Refused):
+            raise outcome.error()
+        if isinstance(outcome, Failed):
+            raise _ModelFailure(outcome)
+        return outcome
 
     async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request_id = _request_id(scope)
-        if isinstance(request_id, PayloadError):
-            self.metrics.observe(400, time.perf_counter() - started)
-            await self._error(send, 400, request_id.code, request_id.message, "")
-            return
+        request_id = str(uuid.uuid4())
         status = 500
+        extra = [(b"x-request-id", request_id.encode())]
+        counted = False
         try:
-            async with asyncio.timeout(self.settings.request_timeout_s):
-                outcome = await self._handle_invocation(scope, receive, request_id)
-            if outcome is None:
+            if self.model is None:
+                status = 503
+                await self._not_ready(send, request_id)
+                return
+            if self.in_flight >= self.settings.max_concurrency:
+                status = 503
+                await self._error(send, 503, "overloaded",
+                                  f"{self.in_flight} requests are in flight, the limit is {self.settings.max_concurrency}; "
+                                  f"retry after {self.settings.retry_after_s} s", request_id,
+                                  extra=[(b"retry-after", str(self.settings.retry_after_s).encode())])
+                return
+            self.in_flight += 1
+            counted = True
+            client_id = client_request_id(scope)
+            raw_type = _header(scope, b"content-type")
+            media = raw_type.split(";", 1)[0].strip().lower() if raw_type else ""
+            if media not in _ACCEPTED_TYPES:
+                found = f"Content-Type {raw_type!r}" if raw_type else "no Content-Type"
+                raise PayloadError(415, "unsupported_media_type", f"{found}; send one of {list(_ACCEPTED_TYPES)}")
+            accept = negotiate(_header(scope, b"accept"))
+            body = await self._read_body(scope, receive)
+            if body is None:
                 status = 499  # client closed the connection; nothing to send
                 return
-            status, body = outcome
-            await self._respond(send, 200, body, _JSON, [(b"x-request-id", request_id.encode())])
+            sampled = self.capture is not None and random.random() < self.capture.settings.sample_rate
+            scored = await self._score(ScoreRequest(media, body, accept, request_id, client_id, sampled))
+            assert self.metrics is not None
+            self.metrics.scored(scored.n_rows, scored.probability_array())
+            if scored.capture_line is not None and self.capture is not None:
+                self.capture.submit(scored.capture_line)
+            status = 200
+            await self._respond(send, 200, scored.body, _CSV if accept == CSV_TYPE else _JSON, extra)
         except PayloadError as exc:
             status = exc.status
-            await self._error(send, status, exc.code, exc.message, request_id, exc.columns)
+            # 408: the rest of the body may still be on its way; the connection cannot be reused.
+            close = [_CLOSE] if status == 408 else []
+            await self._error(send, status, exc.code, exc.message, request_id, exc.columns, extra=close)
         except TimeoutError:
             status = 504
             await self._error(
                 send, status, "timeout", f"the request did not finish within {self.settings.request_timeout_s:g} s",
                 request_id,
             )
+        except WorkerLost as exc:
+            status = 503
+            await self._error(send, status, "worker_lost", f"{exc}; retry", request_id,
+                              extra=[(b"retry-after", str(self.settings.retry_after_s).encode())])
         except Exception as exc:
             status = 500
             error_id = uuid.uuid4().hex[:16]
-            log.error("model error error_id=%s request_id=%s: %s", error_id, request_id, type(exc).__name__, exc_info=True)
+            if isinstance(exc, _ModelFailure):
+                log.error("model error error_id=%s request_id=%s: %s\n%s", error_id, request_id, exc.outcome.kind,
+                          exc.outcome.trace.rstrip())
+            else:
+                log.error("model error error_id=%s request_id=%s: %s", error_id, request_id, type(exc).__name__,
+                          exc_info=True)
             await self._error(
                 send, status, "model_error",
                 f"the model failed on this input; quote error_id {error_id} to the operator",
                 request_id, error_id=error_id,
             )
         finally:
-            self.metrics.observe(status, time.perf_counter() - started)
+            if counted:
+                self.in_flight -= 1
+            if self.metrics is not None:
+                self.metrics.observe(status, time.perf_counter() - started)
+
+
+class _ModelFailure(Exception):
+    """A :class:`~serving.workers.Failed` outcome raised on the event loop side."""
+
+    def __init__(self, outcome: Failed) -> None:
+        super().__init__(outcome.kind)
+        self.outcome = outcome

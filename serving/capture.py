@@ -1,12 +1,18 @@
 """Prediction capture for the monitors: sampled requests as rotated JSON Lines files.
 
 The format is fixed in docs/contracts.md ("Serving"): files ``capture-*.jsonl``, one line
-per sampled request with ``request_id``, ``timestamp``, ``model_name``, ``model_version``,
+per sampled request with ``request_id`` (server-issued), ``client_request_id`` (the
+client's own ``X-Request-Id`` or null), ``timestamp``, ``model_name``, ``model_version``,
 ``columns``, ``rows``, ``predictions`` and ``probabilities``. The request path only puts a
-record on a bounded queue (``put_nowait``); a background thread serialises and writes.
-When the queue is full the record is dropped and counted, so a slow disk can cost
-monitoring data but never a request. Closed files can be shipped to S3 (the AWS path)
-from the same thread.
+record on a bounded queue (``put_nowait``); a background thread writes. When the queue is
+full the record is dropped and counted, so a slow disk can cost monitoring data but never
+a request. Closed files can be shipped to S3 (the AWS path) from the same thread.
+
+Each record is one ``write(2)`` of a whole line on an unbuffered append-only file: a
+buffered writer that fails half-way (a full disk) keeps the rest of the line in its buffer
+and glues it to the next record. A short or failed write is cut back off the file, so a
+line on disk is always a whole record; every lost record is counted in :attr:`lost`
+(``mlserve_capture_dropped_total``) and a failure streak is logged once, not per record.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ import logging
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,10 +62,15 @@ def capture_record(
     rows: list[list[Any]],
     predictions: list[Any],
     probabilities: list[float] | None,
+    *,
+    client_request_id: str | None = None,
 ) -> dict[str, Any]:
-    """One capture line as the contract spells it (timestamp: ISO 8601, UTC)."""
+    """One capture line as the contract spells it (timestamp: ISO 8601, UTC).
+    ``request_id`` is the server-issued id the labels join on; ``client_request_id``
+    is whatever the client sent, kept for its own correlation only."""
     return {
         "request_id": request_id,
+        "client_request_id": client_request_id,
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "model_name": model_name,
         "model_version": model_version,
@@ -90,17 +100,28 @@ def s3_shipper(s3_uri: str) -> Callable[[Path], None]:
 class CaptureWriter:
     """Background writer of capture records; :meth:`submit` never blocks or raises."""
 
-    def __init__(self, settings: CaptureSettings, ship: Callable[[Path], None] | None = None) -> None:
+    def __init__(self, settings: CaptureSettings, ship: Callable[[Path], None] | None = None,
+                 write: Callable[[int, bytes], int] = os.write) -> None:
         self.settings = settings
         self.dropped = 0
-        self.written = 0
+        """Records refused because the queue was full."""
         self.failed = 0
+        """Records that could not be serialised or written."""
+        self.written = 0
+        self._write = write
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=settings.queue_size)
         self._ship = ship if ship is not None else (s3_shipper(settings.s3_uri) if settings.s3_uri else None)
         self._thread: threading.Thread | None = None
-        self._file: Any = None
+        self._fd: int | None = None
+        self._size = 0
         self._path: Path | None = None
         self._sequence = 0
+        self._failing = 0
+
+    @property
+    def lost(self) -> int:
+        """Every record that will never reach a capture file."""
+        return self.dropped + self.failed
 
     def start(self) -> CaptureWriter:
         """Create the folder and start the writer thread; returns self."""
@@ -109,8 +130,9 @@ class CaptureWriter:
         self._thread.start()
         return self
 
-    def submit(self, record: dict[str, Any]) -> bool:
-        """Queue a record; False (and counted in :attr:`dropped`) when the queue is full."""
+    def submit(self, record: dict[str, Any] | bytes) -> bool:
+        """Queue a record (a dict, or one already serialised as a UTF-8 JSON line without
+        its newline); False (and counted in :attr:`dropped`) when the queue is full."""
         try:
             self._queue.put_nowait(record)
             return True
@@ -133,41 +155,64 @@ class CaptureWriter:
         self._sequence += 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         self._path = self.settings.directory / f"capture-{stamp}-{os.getpid()}-{self._sequence:04d}.jsonl"
-        self._file = self._path.open("a", encoding="utf-8")
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self._size = os.fstat(self._fd).st_size
 
     def _rotate(self) -> None:
-        if self._file is None:
+        if self._fd is None:
             return
-        self._file.close()
-        closed, self._file, self._path = self._path, None, None
+        os.close(self._fd)
+        closed, self._fd, self._path = self._path, None, None
         if self._ship is not None and closed is not None:
             try:
                 self._ship(closed)
             except Exception:  # shipping is retried by nothing: keep the file, say so
                 log.exception("could not ship capture file %s; it stays on disk", closed)
 
+    def _append(self, data: bytes) -> None:
+        """Write one whole line or nothing: a partial write is truncated away."""
+        if self._fd is None:
+            self._open()
+        assert self._fd is not None
+        start = self._size
+        done = 0
+        try:
+            while done < len(data):
+                count = self._write(self._fd, data[done:])
+                if count <= 0:
+                    raise OSError(f"write returned {count}")
+                done += count
+        except OSError:
+            if done:
+                try:
+                    os.ftruncate(self._fd, start)
+                except OSError:
+                    # The partial line cannot be removed: start a new file so the next
+                    # record never continues it (the reader skips the broken line).
+                    self._rotate()
+            raise
+        self._size = start + done
+
     def _run(self) -> None:
-        last_flush = time.monotonic()
         while True:
-            try:
-                item = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                item = None
+            item = self._queue.get()
             if item is _STOP:
                 self._rotate()
                 return
             try:
-                if item is not None:
-                    line = json.dumps(item, allow_nan=False, separators=(",", ":")) + "\n"
-                    if self._file is None:
-                        self._open()
-                    self._file.write(line)
-                    self.written += 1
-                    if self._file.tell() >= self.settings.max_file_bytes:
-                        self._rotate()
-                if self._file is not None and (item is None or time.monotonic() - last_flush > 1.0):
-                    self._file.flush()
-                    last_flush = time.monotonic()
-            except Exception:  # a bad record or a full disk must not kill the writer
+                line = item if isinstance(item, bytes) else json.dumps(
+                    item, allow_nan=False, separators=(",", ":")).encode()
+                self._append(line + b"\n")
+            except (OSError, ValueError, TypeError) as exc:  # a full disk or a bad record
                 self.failed += 1
-                log.exception("capture write failed; record dropped")
+                if not self._failing:
+                    log.error("capture write failed (%s: %s): records are dropped and counted in "
+                              "mlserve_capture_dropped_total until a write succeeds", type(exc).__name__, exc)
+                self._failing += 1
+                continue
+            self.written += 1
+            if self._failing:
+                log.warning("capture writes succeed again after %d dropped record(s)", self._failing)
+                self._failing = 0
+            if self._size >= self.settings.max_file_bytes:
+                self._rotate()

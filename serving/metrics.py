@@ -11,12 +11,12 @@ so health checks and scrapes do not dilute error rates. Each server owns its reg
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -52,7 +52,7 @@ class _DriftCollector(Collector):
         self._count = 0
         self._lock = threading.Lock()
 
-    def add(self, probabilities: list[float]) -> None:
+    def add(self, probabilities: Sequence[float] | np.ndarray) -> None:
         values = probabilities[-self._ring.size :]
         with self._lock:
             start = self._count % self._ring.size
@@ -78,6 +78,21 @@ class _DriftCollector(Collector):
         yield family
 
 
+class _CaptureDroppedCollector(Collector):
+    """``mlserve_capture_dropped_total``, read from the capture writer at scrape time so
+    that records lost to a full queue and to a failing disk are both counted."""
+
+    def __init__(self, lost: Callable[[], int]) -> None:
+        self._lost = lost
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "mlserve_capture_dropped",
+            "Capture records lost: the queue was full, or the record could not be written",
+            value=self._lost(),
+        )
+
+
 class InvocationSink(Protocol):
     """Another consumer of each invocation (the EMF publisher to CloudWatch)."""
 
@@ -91,7 +106,7 @@ class ServingMetrics:
     (``serving.emf``), so Prometheus and CloudWatch count the same requests."""
 
     def __init__(self, model_name: str, model_version: str, baseline: np.ndarray | None, window: int = 10_000,
-                 sink: InvocationSink | None = None) -> None:
+                 sink: InvocationSink | None = None, capture_lost: Callable[[], int] | None = None) -> None:
         self._sink = sink
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = Counter(
@@ -104,9 +119,7 @@ class ServingMetrics:
             registry=self.registry,
         )
         self._rows = Counter("mlserve_rows_scored_total", "Rows scored by the model", registry=self.registry)
-        self.capture_dropped = Counter(
-            "mlserve_capture_dropped_total", "Capture records dropped because the queue was full", registry=self.registry
-        )
+        self.registry.register(_CaptureDroppedCollector(capture_lost or (lambda: 0)))
         info = Gauge(
             "mlserve_model_info", "The model being served (always 1)", ["model_name", "model_version"], registry=self.registry
         )
@@ -127,10 +140,10 @@ class ServingMetrics:
         if self._sink is not None:
             self._sink.observe(status, seconds)
 
-    def scored(self, rows: int, probabilities: list[float] | None) -> None:
+    def scored(self, rows: int, probabilities: Sequence[float] | np.ndarray | None) -> None:
         """Count scored rows and feed the drift window."""
         self._rows.inc(rows)
-        if self._drift is not None and probabilities:
+        if self._drift is not None and probabilities is not None and len(probabilities):
             self._drift.add(probabilities)
 
     def render(self) -> bytes:

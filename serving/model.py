@@ -34,6 +34,33 @@ class ModelLoadError(RuntimeError):
     """The model could not be found, loaded, or has no usable signature."""
 
 
+class ModelNotYetAvailable(ModelLoadError):
+    """A ``models:/NAME@ALIAS`` that may resolve later: the model or the alias does not
+    exist yet (the first deploy, before any champion), or the registry is unreachable.
+    The server waits for it (``/livez`` 200, ``/ping`` 503) instead of exiting."""
+
+
+def model_uri_problem(model_uri: str) -> str | None:
+    """Why ``model_uri`` cannot name a model (checked before anything loads), or None."""
+    if model_uri.startswith("models:/"):
+        rest = model_uri[len("models:/"):]
+        if "@" in rest:
+            name, _, alias = rest.partition("@")
+            if name and alias and "/" not in name and "/" not in alias:
+                return None
+        else:
+            name, _, version = rest.partition("/")
+            if name and version.isdigit():
+                return None
+        return f"model URI {model_uri!r} is malformed: use models:/NAME@ALIAS, models:/NAME/VERSION or a model directory"
+    if "://" in model_uri and not model_uri.startswith("file://"):
+        return f"model URI {model_uri!r}: only models:/..., file:// and local model directories are served"
+    local = Path(model_uri[len("file://"):] if model_uri.startswith("file://") else model_uri)
+    if not local.is_dir():
+        return f"model directory {str(local)!r} does not exist"
+    return None
+
+
 @dataclass(frozen=True)
 class Prediction:
     """Labels and, when the model has ``predict_proba``, the probability of class 1."""
@@ -200,8 +227,9 @@ def _registry_version(model_uri: str, tracking_uri: str | None) -> tuple[str, st
 
     rest = model_uri[len("models:/") :]
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    by_alias = "@" in rest
     try:
-        if "@" in rest:
+        if by_alias:
             name, alias = rest.split("@", 1)
             found = client.get_model_version_by_alias(name, alias)
         else:
@@ -213,7 +241,16 @@ def _registry_version(model_uri: str, tracking_uri: str | None) -> tuple[str, st
             found = client.get_model_version(name, version)
         source = client.get_model_version_download_uri(name, str(found.version))
     except MlflowException as exc:
+        missing = exc.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+            exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in exc.message)
+        unreachable = "API request to" in exc.message
+        if by_alias and (missing or unreachable):
+            raise ModelNotYetAvailable(f"cannot resolve {model_uri!r} yet: {exc.message}") from None
         raise ModelLoadError(f"cannot resolve {model_uri!r} in the registry: {exc.message}") from None
+    except OSError as exc:  # a registry that does not answer at all
+        if by_alias:
+            raise ModelNotYetAvailable(f"cannot reach the registry for {model_uri!r}: {exc}") from None
+        raise ModelLoadError(f"cannot reach the registry for {model_uri!r}: {exc}") from None
     return name, str(found.version), found, source
 
 

@@ -16,9 +16,12 @@ from serving.payload import ColumnSpec
 ERROR_STATUSES = {
     "400": "Malformed body, empty body, unknown payload format or no rows",
     "413": "Body larger than the configured cap",
+    "406": "Accept names no type the server answers in (application/json, text/csv)",
+    "408": "The body did not arrive within the body timeout",
     "415": "Missing or unsupported Content-Type",
     "422": "Columns missing, unexpected, mistyped, non-finite or out of range",
     "500": "The model raised or returned non-finite output (see error_id in the server log)",
+    "503": "Not ready, draining, or over the concurrency limit (see Retry-After)",
     "504": "The request did not finish within the per-request timeout",
 }
 
@@ -79,8 +82,22 @@ def build_openapi(columns: Sequence[ColumnSpec], model_name: str, model_version:
         "paths": {
             "/ping": {
                 "get": {
-                    "summary": "Health: 200 when the model is loaded",
-                    "responses": {"200": {"description": "Healthy", "content": json_ok}},
+                    "summary": "Readiness: 200 when the model is loaded and the server is not draining",
+                    "responses": {"200": {"description": "Ready", "content": json_ok},
+                                  "503": {"description": "Loading, waiting for the alias, or draining", "content": json_ok}},
+                }
+            },
+            "/livez": {
+                "get": {
+                    "summary": "Liveness: 200 while the serving loop runs",
+                    "responses": {"200": {"description": "Alive", "content": json_ok}},
+                }
+            },
+            "/execution-parameters": {
+                "get": {
+                    "summary": "SageMaker batch transform parameters",
+                    "responses": {"200": {"description": "MaxConcurrentTransforms, BatchStrategy, MaxPayloadInMB",
+                                          "content": json_ok}},
                 }
             },
             "/invocations": {
@@ -111,7 +128,8 @@ def build_openapi(columns: Sequence[ColumnSpec], model_name: str, model_version:
                         "200": {
                             "description": "Predictions, one per row",
                             "headers": {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}},
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Predictions"}}},
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Predictions"}},
+                                        "text/csv": {"schema": {"type": "string"}}},
                         },
                         **{status: _error_response(text) for status, text in ERROR_STATUSES.items()},
                     },
@@ -144,11 +162,12 @@ def build_openapi(columns: Sequence[ColumnSpec], model_name: str, model_version:
                     "name": "X-Request-Id",
                     "in": "header",
                     "required": False,
-                    "description": "Echoed back; a new UUID when absent",
+                    "description": "The client's own id, kept as client_request_id in the capture record; "
+                                   "the response carries the server-issued id",
                     "schema": {"type": "string", "pattern": "^[!-~]{1,128}$"},
                 }
             },
-            "headers": {"RequestId": {"schema": {"type": "string"}, "description": "The request id"}},
+            "headers": {"RequestId": {"schema": {"type": "string"}, "description": "The server-issued request id"}},
             "schemas": {
                 "Record": record,
                 "Columnar": columnar,

@@ -7,6 +7,11 @@ and checked against the model signature here, so a bad request is refused with a
 :class:`PayloadError` that names the problem and the columns before the model sees it.
 Pure Python on purpose: for the one-row requests that dominate serving, a loop over 14
 values is cheaper than building a DataFrame.
+
+Every check here is linear in the body: a request's width is capped
+(:func:`max_request_columns`) before any per-column work, duplicates are counted in one
+pass, and the server runs large bodies in worker processes (serving.workers) so even
+linear work never holds the event loop.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import csv
 import io
 import json
 import math
+import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -23,6 +30,9 @@ ColumnKind = Literal["long", "integer", "double", "float", "string", "boolean"]
 SUPPORTED_KINDS: Final[frozenset[str]] = frozenset({"long", "integer", "double", "float", "string", "boolean"})
 JSON_FORMATS: Final = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _INT_BOUNDS: Final = {"long": (-(2**63), 2**63 - 1), "integer": (-(2**31), 2**31 - 1)}
+EXTRA_COLUMNS_NAMED: Final = 16
+"""A request may carry this many columns beyond the signature and still get a
+``column_mismatch`` that names each one; a wider one is refused by its count alone."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,20 @@ class Batch:
         return [list(row) for row in zip(*self.values, strict=True)] if self.values else []
 
 
+def max_request_columns(schema: Sequence[ColumnSpec]) -> int:
+    """The widest request worth reading for ``schema``; wider ones are ``too_many_columns``."""
+    return len(schema) + EXTRA_COLUMNS_NAMED
+
+
+def _check_width(count: int, max_columns: int | None, where: str) -> None:
+    if max_columns is not None and count > max_columns:
+        raise PayloadError(
+            422, "too_many_columns",
+            f"{where} has {count} columns; the model takes {max_columns - EXTRA_COLUMNS_NAMED} "
+            f"and requests wider than {max_columns} are refused unread",
+        )
+
+
 def _reject_constant(token: str) -> float:
     # Python's json accepts NaN/Infinity, which are not JSON; keep them as floats so the
     # column check can name the column that carried one.
@@ -69,8 +93,8 @@ def _reject_constant(token: str) -> float:
 
 def parse_json(body: bytes) -> Any:
     """Decode a JSON body, refusing empty or malformed input with a 400."""
-    if not body.strip():
-        raise PayloadError(400, "empty_body", "the request body is empty")
+    if not body.removeprefix(b"\xef\xbb\xbf").strip():
+        raise PayloadError(400, "empty_body", "the request body is empty (blank or only a byte-order mark)")
     try:
         return json.loads(body, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
@@ -81,20 +105,32 @@ def parse_json(body: bytes) -> Any:
         ) from None
     except RecursionError:
         raise PayloadError(400, "malformed_json", "the JSON document is nested too deeply") from None
+    except ValueError as exc:
+        # int() refuses more than sys.get_int_max_str_digits() (4300) digits: CVE-2020-10735.
+        if "digits" in str(exc):
+            raise PayloadError(
+                400, "malformed_json",
+                f"a JSON integer has more than {sys.get_int_max_str_digits()} digits; no column takes such a number",
+            ) from None
+        raise PayloadError(400, "malformed_json", f"malformed JSON: {exc}") from None
 
 
-def _records_to_columns(records: Sequence[Any], where: str) -> tuple[list[str], list[list[Any]]]:
+def _records_to_columns(
+    records: Sequence[Any], where: str, max_columns: int | None
+) -> tuple[list[str], list[list[Any]]]:
     if not isinstance(records, list):
         raise PayloadError(400, "bad_format", f"'{where}' must be a list of row objects")
     names: list[str] = []
+    first: Any = None
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise PayloadError(400, "bad_format", f"'{where}' row {index} is not an object")
         if index == 0:
-            names = list(record)
-        elif record.keys() != set(names):
-            missing = sorted(set(names) - record.keys())
-            extra = sorted(record.keys() - set(names))
+            _check_width(len(record), max_columns, f"'{where}' row 0")
+            names, first = list(record), record.keys()
+        elif record.keys() != first:
+            missing = sorted(first - record.keys())
+            extra = sorted(record.keys() - first)[:EXTRA_COLUMNS_NAMED]
             raise PayloadError(
                 422,
                 "inconsistent_columns",
@@ -106,7 +142,8 @@ def _records_to_columns(records: Sequence[Any], where: str) -> tuple[list[str], 
     return names, [[record[name] for record in records] for name in names]
 
 
-def _columnar(mapping: Mapping[str, Any], where: str) -> tuple[list[str], list[list[Any]]]:
+def _columnar(mapping: Mapping[str, Any], where: str, max_columns: int | None) -> tuple[list[str], list[list[Any]]]:
+    _check_width(len(mapping), max_columns, f"'{where}'")
     names = list(mapping)
     columns: list[list[Any]] = []
     length = None
@@ -121,8 +158,9 @@ def _columnar(mapping: Mapping[str, Any], where: str) -> tuple[list[str], list[l
     return names, columns
 
 
-def json_to_columns(document: Any) -> tuple[list[str], list[list[Any]]]:
-    """Pick the one format key of a JSON request and return its column names and values."""
+def json_to_columns(document: Any, max_columns: int | None = None) -> tuple[list[str], list[list[Any]]]:
+    """Pick the one format key of a JSON request and return its column names and values;
+    a request wider than ``max_columns`` is refused before its columns are built."""
     if not isinstance(document, dict):
         raise PayloadError(
             400, "unknown_format", f"the JSON body must be an object with one of the keys {list(JSON_FORMATS)}"
@@ -147,6 +185,7 @@ def json_to_columns(document: Any) -> tuple[list[str], list[list[Any]]]:
         if extra_keys:
             raise PayloadError(400, "bad_format", f"'dataframe_split' has unknown keys {sorted(extra_keys)}")
         names = payload["columns"]
+        _check_width(len(names), max_columns, "'dataframe_split.columns'")
         if not all(isinstance(name, str) for name in names):
             raise PayloadError(400, "bad_format", "'dataframe_split.columns' must be a list of strings")
         data = payload["data"]
@@ -157,26 +196,31 @@ def json_to_columns(document: Any) -> tuple[list[str], list[list[Any]]]:
                 )
         return names, [list(column) for column in zip(*data, strict=True)] if data else [[] for _ in names]
     if key == "dataframe_records":
-        return _records_to_columns(payload, key)
+        return _records_to_columns(payload, key, max_columns)
     if isinstance(payload, dict):
-        return _columnar(payload, key)
-    return _records_to_columns(payload, key)
+        return _columnar(payload, key, max_columns)
+    return _records_to_columns(payload, key, max_columns)
 
 
-def csv_to_columns(body: bytes) -> tuple[list[str], list[list[Any]]]:
-    """Read a CSV body with a header row; empty cells are missing values."""
-    if not body.strip():
-        raise PayloadError(400, "empty_body", "the request body is empty")
+def csv_to_columns(body: bytes, max_columns: int | None = None) -> tuple[list[str], list[list[Any]]]:
+    """Read a CSV body with a header row; empty cells are missing values. A header wider
+    than ``max_columns`` is refused before any data row is read."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise PayloadError(400, "malformed_csv", f"the body is not UTF-8 text: {exc.reason}") from None
+    if not text.strip():
+        # A body of only a byte-order mark or whitespace has no header row to read.
+        raise PayloadError(400, "empty_body", "the request body has no CSV header row (it is empty, blank or only a byte-order mark)")
     try:
         reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-        rows = [row for row in reader if row]
+        names = next((row for row in reader if row), None)
+        if names is None:
+            raise PayloadError(400, "empty_body", "the request body has no CSV header row")
+        _check_width(len(names), max_columns, "the CSV header")
+        data = [row for row in reader if row]
     except csv.Error as exc:
         raise PayloadError(400, "malformed_csv", f"malformed CSV: {exc}") from None
-    names, data = rows[0], rows[1:]
     for index, row in enumerate(data):
         if len(row) != len(names):
             raise PayloadError(400, "ragged_input", f"CSV row {index + 1} does not have {len(names)} fields")
@@ -245,7 +289,8 @@ def validate(
     """Check column names and every value against the signature; return a :class:`Batch`
     in signature order, or raise one 422 :class:`PayloadError` listing every problem."""
     given = list(names)
-    duplicates = sorted({name for name in given if given.count(name) > 1})
+    _check_width(len(given), max_request_columns(schema), "the request")
+    duplicates = sorted(name for name, seen in Counter(given).items() if seen > 1)
     if duplicates:
         raise PayloadError(422, "duplicate_columns", f"columns given more than once: {duplicates}", duplicates)
     by_name = dict(zip(given, columns, strict=True))
@@ -285,3 +330,15 @@ def validate(
         code = next(iter(problems)) if len(problems) == 1 else "invalid_values"
         raise PayloadError(422, code, message, [name for cols in problems.values() for name in cols])
     return Batch(tuple(schema), values, n_rows)
+
+
+def parse_request(media: str, body: bytes, schema: Sequence[ColumnSpec]) -> Batch:
+    """Decode one request body by its media type (``text/csv`` or JSON) and validate it
+    against ``schema``: the single entry point of the server and its worker processes.
+    Raises :class:`PayloadError` for anything the client got wrong."""
+    width = max_request_columns(schema)
+    if media == "text/csv":
+        names, columns = csv_to_columns(body, width)
+        return validate(names, columns, schema, from_text=True)
+    names, columns = json_to_columns(parse_json(body), width)
+    return validate(names, columns, schema)

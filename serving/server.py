@@ -1,31 +1,66 @@
-"""Run the app under uvicorn with the transport settings the contract asks for.
+"""Run the app under uvicorn: preflight checks, the model loader, the drain on SIGTERM.
 
-One place owns how the server process behaves: the model is loaded before the socket
-opens (so ``/ping`` is 200 from the first answer), SIGTERM stops accepting, lets in-flight
-requests finish and exits within ``graceful_timeout_s`` (SageMaker and Kubernetes kill
-30 s after SIGTERM), and the capture writer is flushed on the way out. ``python -m
-serving`` and ``python -m pipeline serve`` both end here.
+One place owns how the server process behaves; ``python -m serving`` and ``python -m
+pipeline serve`` both end here.
+
+- **Preflight, before any model work** (exit 2, ``ExitCode.USAGE``): a malformed model
+  URI, a ``models:/`` URI with no registry, a ``sqlite:`` registry file that does not
+  exist (MLflow would silently create an empty one), a capture folder that cannot be
+  written, a port already in use. The port is bound here and handed to uvicorn, so it
+  cannot be taken between the check and the start.
+- **The model loads in the background**: ``/livez`` answers 200 at once and ``/ping`` 503
+  until the model is served. A ``models:/NAME@ALIAS`` whose model or alias does not exist
+  yet (the first ``pulumi up``, before any champion), or whose registry does not answer,
+  is retried with exponential backoff (1 s doubling to ``--resolve-max-interval``) for as
+  long as the process runs; the server never exits for it, so Kubernetes never sees a
+  crash loop. Any other load failure exits 1.
+- **SIGTERM drains** within ``--drain`` seconds: ``/ping`` answers 503 and every response
+  carries ``Connection: close`` while the listener stays open (for at most half the
+  bound, less once nothing has arrived for 0.25 s), so requests already on their way
+  are served rather than reset; then the accept backlog is taken in and the listener
+  closed in one step, idle connections are closed, in-flight requests finish, and the
+  process exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import errno
 import gc
 import logging
 import os
+import resource
 import signal
+import socket
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from serving.app import DEFAULT_MAX_BODY_BYTES, AppSettings
 from serving.capture import CaptureSettings
 from serving.emf import Endpoint, EmfSettings
+from serving.transport import MAX_HEAD_BYTES, TransportLimits
 
 log = logging.getLogger("serving")
 
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+"""The process exit codes (pipeline.exit_codes.ExitCode's values, which this image lacks)."""
+QUIET_S = 0.25
+"""During the drain, the listener closes early once nothing has arrived for this long."""
+FD_RESERVE = 64
+"""Descriptors kept free of client connections (files, worker pipes, the registry)."""
+ACCEPT_BURST = 128
+"""The listen backlog, which is also how many connections asyncio accepts in one go
+before any of them reaches the connection cap's check: the cap leaves room for it."""
+
+
+class UsageError(ValueError):
+    """Bad flags or configuration, found before anything is loaded (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +73,10 @@ class ServerOptions:
     port: int = 8080
     app: AppSettings = field(default_factory=AppSettings)
     capture: CaptureSettings | None = None
-    graceful_timeout_s: int = 20
+    drain_s: float = 3.0
+    """SIGTERM to exit, at most; must fit the pod's terminationGracePeriodSeconds (30)."""
+    transport: TransportLimits = field(default_factory=TransportLimits)
+    resolve_max_interval_s: float = 30.0
     model_name: str | None = None
     model_version: str | None = None
     baseline_path: str | None = None
@@ -51,8 +89,10 @@ class ServerOptions:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be within 0-65535, got {self.port}")
-        if not 0 < self.graceful_timeout_s < 30:
-            raise ValueError(f"graceful shutdown timeout must be within 1-29 s, got {self.graceful_timeout_s}")
+        if not 0 < self.drain_s < 30:
+            raise ValueError(f"drain must be within (0, 30) s (SIGKILL follows SIGTERM after 30 s), got {self.drain_s}")
+        if not self.resolve_max_interval_s >= 1:
+            raise ValueError(f"resolve max interval must be at least 1 s, got {self.resolve_max_interval_s}")
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, *, default_host: str | None = None) -> None:
@@ -70,10 +110,18 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, default_host: str |
     net.add_argument("--host", default=default_host or env.get("SERVING_HOST", "127.0.0.1"), help="bind address (default 127.0.0.1)")
     net.add_argument("--port", type=int, default=int(env.get("SAGEMAKER_BIND_TO_PORT", "8080")), help="port (default 8080 or $SAGEMAKER_BIND_TO_PORT)")
     net.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="request body cap (default 6 MiB)")
-    net.add_argument("--request-timeout", type=float, default=20.0, help="per-request timeout, seconds")
-    net.add_argument("--graceful-timeout", type=int, default=20, help="seconds to finish in-flight requests after SIGTERM")
-    net.add_argument("--model-threads", type=int, default=2, help="threads that run the model")
-    net.add_argument("--inline-max-rows", type=int, default=64, help="score batches up to this size on the event loop")
+    net.add_argument("--request-timeout", type=float, default=20.0, help="scoring timeout per request, seconds (504)")
+    net.add_argument("--body-timeout", type=float, default=20.0, help="seconds for the whole body to arrive (408)")
+    net.add_argument("--header-timeout", type=float, default=10.0, help="seconds for a request head to arrive")
+    net.add_argument("--max-concurrency", type=int, default=32, help="invocations in flight before 503 + Retry-After")
+    net.add_argument("--max-connections", type=int, default=1000, help="open connections before the idlest is closed")
+    net.add_argument("--drain", type=float, default=float(env.get("SERVING_DRAIN_SECONDS", "3")),
+                     help="seconds from SIGTERM to exit (default 3); keep under terminationGracePeriodSeconds")
+    net.add_argument("--workers", type=int, default=int(env.get("SERVING_WORKERS", "2")),
+                     help="worker processes that score large bodies (default 2)")
+    net.add_argument("--inline-max-bytes", type=int, default=16 * 1024, help="score bodies up to this size on the event loop")
+    source.add_argument("--resolve-max-interval", type=float, default=30.0,
+                        help="longest wait between tries while an alias does not resolve yet (seconds)")
     net.add_argument("--access-log", action="store_true", help="log every request")
     net.add_argument("--log-level", default=env.get("LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"])
     cap = parser.add_argument_group("capture")
@@ -120,9 +168,13 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         tracking_uri=args.tracking_uri,
         host=args.host,
         port=args.port,
-        app=AppSettings(args.max_body_bytes, args.request_timeout, args.model_threads, args.inline_max_rows),
+        app=AppSettings(max_body_bytes=args.max_body_bytes, request_timeout_s=args.request_timeout,
+                        workers=args.workers, inline_max_bytes=args.inline_max_bytes, body_timeout_s=args.body_timeout,
+                        max_concurrency=args.max_concurrency),
         capture=capture,
-        graceful_timeout_s=args.graceful_timeout,
+        drain_s=args.drain,
+        transport=TransportLimits(header_timeout_s=args.header_timeout, max_connections=args.max_connections),
+        resolve_max_interval_s=args.resolve_max_interval,
         model_name=args.model_name if not model_uri.startswith("models:/") else None,
         model_version=args.model_version,
         baseline_path=args.baseline_path,
@@ -132,70 +184,278 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
     )
 
 
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///path`` URI (None for other schemes)."""
+    if not uri.startswith("sqlite://"):
+        return None
+    rest = uri[len("sqlite://"):].split("?", 1)[0]  # "/relative/path" or "//absolute/path"
+    return Path(rest[1:] if rest.startswith("/") else rest)
+
+
+def preflight(options: ServerOptions) -> socket.socket:
+    """Every check that needs no model, in the order a user fixes them; returns the bound
+    (not yet listening) socket. Raises :class:`UsageError` naming the problem."""
+    from serving.model import model_uri_problem
+
+    problem = model_uri_problem(options.model_uri)
+    if problem:
+        raise UsageError(problem)
+    if options.model_uri.startswith("models:/"):
+        if not options.tracking_uri:
+            raise UsageError(f"{options.model_uri} needs a registry: pass --tracking-uri or set MLFLOW_TRACKING_URI")
+        database = _sqlite_path(options.tracking_uri)
+        if database is not None and not database.is_file():
+            raise UsageError(f"registry database {str(database)!r} (from --tracking-uri {options.tracking_uri}) does not "
+                             "exist; it would be created empty. Run the pipeline first or fix the URI")
+    if options.capture is not None:
+        folder = options.capture.directory
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".write-probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UsageError(f"capture folder {str(folder)!r} is not usable: {exc.strerror or exc}") from None
+    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((options.host, options.port))
+    except OSError as exc:
+        sock.close()
+        what = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound: {exc.strerror}"
+        raise UsageError(f"port {options.port} on {options.host} {what}") from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def connection_cap(requested: int) -> int:
+    """Raise the soft descriptor limit to the hard one and return how many client
+    connections fit under it with :data:`FD_RESERVE` and one :data:`ACCEPT_BURST` to spare."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return max(1, min(requested, soft - FD_RESERVE - ACCEPT_BURST))
+
+
+class ServingServer:
+    """uvicorn's server with the background model loader and the SIGTERM drain."""
+
+    def __init__(self, options: ServerOptions, app: Any, sock: socket.socket) -> None:
+        import uvicorn
+
+        from serving.transport import guarded_protocol
+
+        self.options = options
+        self.app = app
+        self.sock = sock
+        self.exit_code = EXIT_OK
+        self._stop_loading = threading.Event()
+        limits = TransportLimits(
+            header_timeout_s=options.transport.header_timeout_s,
+            max_connections=connection_cap(options.transport.max_connections),
+            linger_s=options.transport.linger_s,
+            linger_max_bytes=options.transport.linger_max_bytes,
+        )
+        config = uvicorn.Config(
+            app,
+            lifespan="on",
+            log_config=None,
+            log_level=options.log_level,
+            access_log=options.access_log,
+            server_header=False,
+            http=guarded_protocol(limits),
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+            backlog=ACCEPT_BURST,
+            timeout_keep_alive=75,  # above the 60 s idle timeout of AWS load balancers
+        )
+        outer = self
+
+        class _Server(uvicorn.Server):
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets=sockets)
+                outer._start_loader(asyncio.get_running_loop())
+
+            async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+                await outer._drain(self)
+
+        self.server = _Server(config)
+
+    def run(self) -> int:
+        self.server.run(sockets=[self.sock])
+        return self.exit_code
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def _start_loader(self, loop: asyncio.AbstractEventLoop) -> None:
+        threading.Thread(target=self._load, args=(loop,), name="model-loader", daemon=True).start()
+
+    def _fail(self, loop: asyncio.AbstractEventLoop, message: str) -> None:
+        log.error("cannot serve: %s", message)
+        self.exit_code = EXIT_ERROR
+        loop.call_soon_threadsafe(setattr, self.server, "should_exit", True)
+
+    def _load(self, loop: asyncio.AbstractEventLoop) -> None:
+        from pipeline import metric_names as mn
+        from serving.emf import EmfPublisher
+        from serving.model import ModelLoadError, ModelNotYetAvailable, load_model
+        from serving.workers import ScoringPool
+
+        options = self.options
+        delay, last_reason = 1.0, ""
+        while not self._stop_loading.is_set():
+            try:
+                model = load_model(
+                    options.model_uri,
+                    tracking_uri=options.tracking_uri,
+                    name=options.model_name,
+                    version=options.model_version,
+                    baseline_path=options.baseline_path,
+                    use_fast_path=options.fast_path,
+                )
+                break
+            except ModelNotYetAvailable as exc:
+                self.app.waiting_for = f"waiting for {options.model_uri}: {exc}"
+                if str(exc) != last_reason:
+                    log.warning("%s; /ping answers 503 and the server retries (backoff up to %g s)",
+                                exc, options.resolve_max_interval_s)
+                    last_reason = str(exc)
+                self._stop_loading.wait(delay)
+                delay = min(delay * 2, options.resolve_max_interval_s)
+            except ModelLoadError as exc:
+                self._fail(loop, str(exc))
+                return
+            except Exception as exc:  # a bug in loading: say so and exit 1, never serve half a model
+                log.exception("model load failed")
+                self._fail(loop, f"{type(exc).__name__}: {exc}")
+                return
+        else:
+            return
+        # The loaded libraries leave ~10^6 long-lived objects; freezing them keeps the
+        # collector from rescanning them on the request path (a p99 spike otherwise),
+        # and keeps the forked workers' copies of them shared.
+        gc.collect()
+        gc.freeze()
+        pool = ScoringPool(model, options.app.workers)
+        pool.start()
+        emf = None
+        if options.emf is not None:
+            # The ModelName dimension is the registered name the alarms watch.
+            emf = EmfPublisher(options.emf, model_name=model.name, model_version=model.version)
+            emf.start()
+            log.info("publishing %s for %s to CloudWatch through %s every %gs", mn.SERVING_NAMESPACE,
+                     emf.model_name, options.emf.endpoint, options.emf.flush_interval_s)
+        loop.call_soon_threadsafe(self.app.serve_model, model, emf, pool)
+        log.info(
+            "serving %s version %s (%s path, drift gauge %s, %d workers) on http://%s:%d",
+            model.name, model.version, "fast" if model.fast_path else "pipeline",
+            "on" if model.baseline_predictions is not None else "off", options.app.workers,
+            options.host, options.port,
+        )
+
+    # -- draining -----------------------------------------------------------------------------
+
+    async def _drain(self, server: Any) -> None:
+        """SIGTERM (or a fatal load error): see the module docstring."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.options.drain_s
+        self._stop_loading.set()
+        self.app.drain()
+        state = server.server_state
+        if self.app.model is not None:
+            log.info("SIGTERM: draining (/ping 503, Connection: close) for at most %g s", self.options.drain_s)
+            seen = state.total_requests + len(state.tasks)
+            quiet_since = loop.time()
+            while loop.time() < started + self.options.drain_s / 2:
+                await asyncio.sleep(0.05)
+                now_seen = state.total_requests + len(state.tasks)
+                if now_seen != seen or state.tasks:
+                    seen, quiet_since = now_seen, loop.time()
+                elif loop.time() - quiet_since >= QUIET_S:
+                    break
+        accepted = self._take_backlog(server)
+        for listener in server.servers:
+            listener.close()
+        if accepted:
+            log.info("took %d connection(s) from the backlog before closing the listener", accepted)
+        await asyncio.sleep(0.05)  # let what just arrived be read
+        while loop.time() < deadline:
+            for connection in list(state.connections):
+                idle = getattr(connection, "idle", None)
+                buffered = getattr(connection, "buffered", None)
+                if idle is not None and idle() and not (buffered is not None and buffered()):
+                    connection.shutdown()
+            if not state.tasks and not state.connections:
+                break
+            await asyncio.sleep(0.05)
+        if state.tasks:
+            log.error("drain bound of %g s reached: cancelling %d request(s)", self.options.drain_s, len(state.tasks))
+            for task in state.tasks:
+                task.cancel()
+        for connection in list(state.connections):
+            connection.transport.close()
+        await server.lifespan.shutdown()
+        log.info("stopped after %.2f s", loop.time() - started)
+
+    def _take_backlog(self, server: Any) -> int:
+        """Accept every connection waiting in the kernel's backlog (closing the listener
+        would reset them); no await happens between this and the close."""
+        loop = asyncio.get_running_loop()
+        config, state = server.config, server.server_state
+        count = 0
+
+        def protocol() -> Any:
+            return config.http_protocol_class(config=config, server_state=state, app_state=server.lifespan.state)
+
+        if not server.servers or self.sock.fileno() < 0:
+            return 0
+        while True:
+            try:
+                conn, _ = self.sock.accept()  # the listener is non-blocking under asyncio
+            except OSError:  # EAGAIN: the backlog is empty
+                break
+            conn.setblocking(False)
+            loop.create_task(loop.connect_accepted_socket(protocol, conn))
+            count += 1
+        return count
+
+
 def run(options: ServerOptions) -> int:
-    """Load the model, serve until SIGTERM/SIGINT, return 0 (or 1 if the model will not load)."""
+    """Preflight (exit 2), then serve until SIGTERM/SIGINT (exit 0) or until the model
+    fails to load (exit 1)."""
     import prometheus_client
-    import uvicorn
 
     from serving.app import ServingApp
-    from pipeline import metric_names as mn
     from serving.capture import CaptureWriter
-    from serving.emf import EmfPublisher
-    from serving.model import ModelLoadError, load_model
 
     logging.basicConfig(
         level=options.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        model = load_model(
-            options.model_uri,
-            tracking_uri=options.tracking_uri,
-            name=options.model_name,
-            version=options.model_version,
-            baseline_path=options.baseline_path,
-            use_fast_path=options.fast_path,
-        )
-    except ModelLoadError as exc:
-        log.error("cannot serve: %s", exc)
-        return 1
-    log.info(
-        "serving %s version %s (%s path, drift gauge %s) on http://%s:%d",
-        model.name, model.version, "fast" if model.fast_path else "pipeline",
-        "on" if model.baseline_predictions is not None else "off", options.host, options.port,
-    )
+        sock = preflight(options)
+    except UsageError as exc:
+        log.error("serve: %s", exc)
+        return EXIT_USAGE
     # The *_created series double the exposition and no reader here uses them.
     prometheus_client.disable_created_metrics()
-    # The loaded libraries leave ~10^6 long-lived objects; freezing them keeps the
-    # collector from rescanning them on the request path (a p99 spike otherwise).
-    gc.collect()
-    gc.freeze()
     capture = CaptureWriter(options.capture) if options.capture else None
-    emf = None
-    if options.emf is not None:
-        # The ModelName dimension is the registered name the alarms watch.
-        emf = EmfPublisher(options.emf, model_name=model.name, model_version=model.version)
-        log.info("publishing %s for %s to CloudWatch through %s every %gs", mn.SERVING_NAMESPACE,
-                 emf.model_name, options.emf.endpoint, options.emf.flush_interval_s)
-    app = ServingApp(model, options.app, capture, emf)
-    config = uvicorn.Config(
-        app,
-        host=options.host,
-        port=options.port,
-        lifespan="on",
-        log_config=None,
-        log_level=options.log_level,
-        access_log=options.access_log,
-        server_header=False,
-        timeout_graceful_shutdown=options.graceful_timeout_s,
-        timeout_keep_alive=75,  # above the 60 s idle timeout of AWS load balancers
-    )
-    # uvicorn re-raises the stop signal after its graceful shutdown, through the handler
-    # that was installed before it; this one turns that into a clean exit status 0.
+    app = ServingApp(None, options.app, capture)
+    server = ServingServer(options, app, sock)
+    log.info("listening on http://%s:%d (/livez 200; /ping 503 until %s is loaded)", options.host, options.port,
+             options.model_uri)
+    # uvicorn re-raises the stop signal after its shutdown, through the handler that was
+    # installed before it; this one turns that into a clean exit status 0.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _exit_cleanly)
-    uvicorn.Server(config).run()
+    code = server.run()
     log.info("stopped")
-    return 0
+    return code
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

@@ -4,8 +4,9 @@ The same server as the container (``serving.server``), with the embedded default
 conveniences: the tracking URI defaults to the local store
 (``LocalStore.default().tracking_uri``, i.e. ``.mlops/mlflow.db`` or ``$MLOPS_HOME``),
 the model to ``models:/adult-income@champion``, the address to 127.0.0.1:8080 and the
-capture folder to the store's ``capture/``. Stop it with Ctrl-C or SIGTERM. See
-docs/serving.md for a curl call against it.
+capture folder to the store's ``capture/``. Stop it with Ctrl-C or SIGTERM. Exits 2
+before loading anything when the store has no registry yet, the port is busy or the
+capture folder cannot be written. See docs/serving.md for a curl call against it.
 """
 
 from __future__ import annotations
@@ -47,11 +48,15 @@ def run(args: argparse.Namespace) -> int:
     if args.no_capture:
         args.capture_dir = None
     elif not args.capture_dir:
-        args.capture_dir = str(store.ensure().capture_dir)
+        # Not store.ensure(): the server's preflight refuses a missing registry before
+        # anything is created, and creates the capture folder only once that passed.
+        args.capture_dir = str(store.capture_dir)
     try:
         options = options_from_args(args)
     except ValueError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE)
     code = run_server(options)
-    return int(ExitCode.OK if code == 0 else ExitCode.ERROR)
+    # The server's own codes are ExitCode's: 0 served until stopped, 1 the model failed
+    # to load, 2 preflight refused the configuration.
+    return int(ExitCode(code)) if code in (ExitCode.OK, ExitCode.ERROR, ExitCode.USAGE) else int(ExitCode.ERROR)

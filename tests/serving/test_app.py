@@ -52,14 +52,19 @@ def invoke(app: Any, body: Any, content_type: str | None = "application/json", *
     return call(app, "POST", "/invocations", content=content, headers=headers, **kwargs)
 
 
-def test_prediction_matches_the_model_and_echoes_request_id(app: ServingApp, loaded: Any, sample_rows: list) -> None:
+def test_prediction_matches_the_model_and_names_who_answered(app: ServingApp, loaded: Any, sample_rows: list) -> None:
     import pandas as pd
+    import uuid
 
     response = invoke(app, {"dataframe_records": sample_rows}, headers={"X-Request-Id": "req-123"})
     assert response.status_code == 200
     body = strict_json(response)
-    assert response.headers["x-request-id"] == body["request_id"] == "req-123"
+    # The id is the server's own, never the client's (the monitor's label join relies on it).
+    assert response.headers["x-request-id"] == body["request_id"] != "req-123"
+    uuid.UUID(body["request_id"])
     assert body["model_version"] == loaded.version
+    assert response.headers["x-model-name"] == "adult-income"
+    assert response.headers["x-model-version"] == loaded.version
     expected = loaded.sklearn_model.predict_proba(pd.DataFrame(sample_rows).fillna(float("nan")))[:, 1]
     assert body["probabilities"] == pytest.approx(expected.tolist(), abs=1e-7)
     assert body["predictions"] == [int(p > 0.5) for p in expected]
@@ -179,7 +184,7 @@ def test_slow_model_times_out_with_504(loaded: Any, sample_rows: list) -> None:
         time.sleep(1.0)
         return Prediction([0], [0.1])
 
-    app = ServingApp(replace(loaded, predict=slow), AppSettings(request_timeout_s=0.2, inline_max_rows=0))
+    app = ServingApp(replace(loaded, predict=slow), AppSettings(request_timeout_s=0.2, inline_max_bytes=0))
     response = invoke(app, {"instances": sample_rows[:1]})
     assert response.status_code == 504 and strict_json(response)["error"] == "timeout"
 
@@ -226,9 +231,11 @@ def test_sampled_capture_follows_the_contract(loaded: Any, sample_rows: list, tm
     (path,) = tmp_path.glob("capture-*.jsonl")
     record = json.loads(path.read_text())
     assert set(record) == {
-        "request_id", "timestamp", "model_name", "model_version", "columns", "rows", "predictions", "probabilities"
+        "request_id", "client_request_id", "timestamp", "model_name", "model_version", "columns", "rows",
+        "predictions", "probabilities",
     }
-    assert record["request_id"] == "cap-1" and record["timestamp"].endswith("Z")
+    assert record["request_id"] == response.headers["x-request-id"] != "cap-1"
+    assert record["client_request_id"] == "cap-1" and record["timestamp"].endswith("Z")
     assert record["rows"][0] == [sample_rows[0][c] for c in record["columns"]]
     assert record["probabilities"] == strict_json(response)["probabilities"]
     # The monitor's reader (pipeline.monitoring) accepts what we write.
@@ -243,3 +250,159 @@ def test_sample_rate_zero_captures_nothing(loaded: Any, sample_rows: list, tmp_p
         assert invoke(app, {"instances": sample_rows[:1]}).status_code == 200
     writer.close()
     assert list(tmp_path.glob("capture-*.jsonl")) == []
+
+
+# --- bounded work, readiness, drain, SageMaker's hosting routes (issues 9 and 13) --------------
+
+
+def pid_model(loaded: Any) -> Any:
+    """The fixture model answering each row with the pid of the process that scored it."""
+    import os
+
+    return replace(loaded, predict=lambda batch: Prediction([os.getpid()] * batch.n_rows, None))
+
+
+def test_large_bodies_are_scored_in_worker_processes_small_ones_in_place(loaded: Any, sample_rows: list) -> None:
+    import os
+
+    app = ServingApp(pid_model(loaded), AppSettings(inline_max_bytes=4096))
+    try:
+        small = strict_json(invoke(app, {"dataframe_records": sample_rows[:1]}))
+        large = strict_json(invoke(app, {"dataframe_records": sample_rows * 20}))
+        assert small["predictions"] == [os.getpid()]
+        assert set(large["predictions"]) <= set(app.pool.pids()) and os.getpid() not in large["predictions"]
+    finally:
+        app.close()
+
+
+def test_a_dead_worker_is_a_503_and_the_pool_is_replaced(loaded: Any, sample_rows: list) -> None:
+    import os
+
+    def die(batch: Any) -> Prediction:
+        if batch.n_rows == 2:
+            os._exit(1)
+        return Prediction([0] * batch.n_rows, None)
+
+    app = ServingApp(replace(loaded, predict=die), AppSettings(inline_max_bytes=0))
+    try:
+        response = invoke(app, {"dataframe_records": sample_rows[:2]})
+        assert response.status_code == 503 and strict_json(response)["error"] == "worker_lost"
+        assert response.headers["retry-after"] == "1"
+        assert invoke(app, {"dataframe_records": sample_rows[:3]}).status_code == 200
+        assert app.pool.replaced == 1
+    finally:
+        app.close()
+
+
+def test_over_the_concurrency_limit_is_503_with_retry_after_and_ping_still_answers(loaded: Any, sample_rows: list) -> None:
+    def slow(batch: Any) -> Prediction:
+        time.sleep(1.0)
+        return Prediction([0] * batch.n_rows, None)
+
+    app = ServingApp(replace(loaded, predict=slow), AppSettings(inline_max_bytes=0, max_concurrency=1))
+    body = json.dumps({"dataframe_records": sample_rows[:2]}).encode()
+
+    async def go() -> tuple[list[httpx.Response], httpx.Response, float]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+            post = lambda: client.post("/invocations", content=body, headers={"content-type": "application/json"})  # noqa: E731
+            first = asyncio.ensure_future(post())
+            await asyncio.sleep(0.2)
+            second = await post()
+            ping = await client.get("/ping")
+            return [await first, second], ping, time.perf_counter()
+
+    try:
+        (first, second), ping, _ = asyncio.run(go())
+    finally:
+        app.close()
+    assert first.status_code == 200
+    assert second.status_code == 503 and strict_json(second)["error"] == "overloaded"
+    assert second.headers["retry-after"] == "1" and "limit is 1" in strict_json(second)["message"]
+    assert ping.status_code == 200
+
+
+def test_a_body_that_stops_arriving_is_408_and_closes(loaded: Any) -> None:
+    app = ServingApp(loaded, AppSettings(body_timeout_s=0.3))
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": b'{"instances": [', "more_body": True}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(30)  # the client stalls mid-body
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/invocations",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", b"5000")]}
+    asyncio.run(app(scope, receive, send))
+    start = sent[0]
+    assert start["status"] == 408 and (b"connection", b"close") in start["headers"]
+    assert json.loads(sent[1]["body"])["error"] == "body_timeout"
+
+
+@pytest.mark.parametrize(
+    ("accept", "status", "content_type"),
+    [
+        (None, 200, "application/json"),
+        ("*/*", 200, "application/json"),
+        ("application/json", 200, "application/json"),
+        ("text/csv", 200, "text/csv"),
+        ("text/csv;q=0.5, application/json", 200, "application/json"),
+        ("application/x-protobuf", 406, "application/json"),
+        ("text/csv;q=0", 406, "application/json"),
+    ],
+)
+def test_accept_is_honoured_or_refused_with_406(app: ServingApp, sample_rows: list, accept, status, content_type) -> None:
+    headers = {"Accept": accept} if accept is not None else {}
+    response = invoke(app, {"dataframe_records": sample_rows[:3]}, headers=headers)
+    assert response.status_code == status
+    assert response.headers["content-type"] == content_type
+    if status == 406:
+        error = strict_json(response)
+        assert error["error"] == "not_acceptable"
+        assert "application/json" in error["message"] and "text/csv" in error["message"]
+    elif content_type == "text/csv":
+        as_json = strict_json(invoke(app, {"dataframe_records": sample_rows[:3]}))
+        lines = response.text.splitlines()
+        assert [line.split(",") for line in lines] == [
+            [str(label), repr(p)] for label, p in zip(as_json["predictions"], as_json["probabilities"], strict=True)
+        ]
+
+
+def test_execution_parameters_match_the_body_cap_and_the_workers(loaded: Any) -> None:
+    default = strict_json(call(ServingApp(loaded, AppSettings()), "GET", "/execution-parameters"))
+    assert default == {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
+    small = strict_json(call(ServingApp(loaded, AppSettings(max_body_bytes=2 * 2**20 + 5, workers=3)),
+                             "GET", "/execution-parameters"))
+    assert small == {"MaxConcurrentTransforms": 3, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 2}
+
+
+def test_without_a_model_it_is_alive_but_not_ready(loaded: Any, sample_rows: list) -> None:
+    app = ServingApp(None, AppSettings())
+    app.waiting_for = "waiting for models:/adult-income@champion: alias champion not found"
+    assert call(app, "GET", "/livez").status_code == 200
+    ping = call(app, "GET", "/ping")
+    assert ping.status_code == 503 and "alias champion not found" in strict_json(ping)["message"]
+    refused = invoke(app, {"dataframe_records": sample_rows[:1]})
+    assert refused.status_code == 503 and strict_json(refused)["error"] == "not_ready"
+    assert refused.headers["retry-after"] and "x-model-name" not in refused.headers
+    assert call(app, "GET", "/version").status_code == 503
+    app.serve_model(loaded)
+    ready = call(app, "GET", "/ping")
+    assert ready.status_code == 200
+    assert strict_json(ready) == {"status": "ok", "model_name": "adult-income", "model_version": loaded.version}
+    assert (ready.headers["x-model-name"], ready.headers["x-model-version"]) == ("adult-income", loaded.version)
+    assert invoke(app, {"dataframe_records": sample_rows[:1]}).status_code == 200
+
+
+def test_draining_says_so_on_ping_and_closes_every_connection(loaded: Any, sample_rows: list) -> None:
+    app = ServingApp(loaded, AppSettings())
+    app.drain()
+    ping = call(app, "GET", "/ping")
+    assert ping.status_code == 503 and strict_json(ping)["status"] == "draining"
+    assert call(app, "GET", "/livez").status_code == 200
+    served = invoke(app, {"dataframe_records": sample_rows[:1]})
+    assert served.status_code == 200 and served.headers["connection"] == "close"

@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from serving.payload import ColumnSpec, PayloadError, csv_to_columns, json_to_columns, parse_json, validate
+from serving.payload import (
+    ColumnSpec,
+    PayloadError,
+    csv_to_columns,
+    json_to_columns,
+    max_request_columns,
+    parse_json,
+    parse_request,
+    validate,
+)
 
 SCHEMA = (
     ColumnSpec("age", "long", True),
@@ -162,3 +171,77 @@ def test_csv_nan_and_inf_text_are_refused_in_required_columns() -> None:
 def test_error_message_is_plain_text() -> None:
     error = refused(validate, ["age"], [[1]], SCHEMA)
     assert json.loads(json.dumps({"m": str(error)}))["m"] == error.message
+
+
+# --- width, hostile sizes and client-caused exceptions (issue 13) ---------------------------
+
+
+def wide_header(count: int) -> list[str]:
+    return [f"c{i}" for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        (",".join(wide_header(20_000)) + "\n").encode(),
+        json.dumps({"dataframe_split": {"columns": wide_header(20_000), "data": [[0] * 20_000]}}).encode(),
+        json.dumps({"dataframe_records": [dict.fromkeys(wide_header(20_000), 0)]}).encode(),
+        json.dumps({"inputs": dict.fromkeys(wide_header(20_000), [0])}).encode(),
+    ],
+    ids=["csv", "dataframe_split", "dataframe_records", "inputs"],
+)
+def test_a_request_wider_than_the_cap_is_refused_by_its_width(body: bytes) -> None:
+    """20,000 column names (the header that froze the server for 13 s) are refused by
+    count before any per-column work, in every format."""
+    media = "text/csv" if not body.startswith(b"{") else "application/json"
+    error = refused(parse_request, media, body, SCHEMA)
+    assert (error.status, error.code) == (422, "too_many_columns")
+    assert "20000 columns" in error.message and error.columns == []
+    assert max_request_columns(SCHEMA) == len(SCHEMA) + 16
+
+
+def test_duplicates_within_the_width_cap_are_all_named() -> None:
+    names = ["age", "hours", *[f"x{i % 3}" for i in range(12)]]
+    error = refused(validate, names, [[1]] * len(names), SCHEMA)
+    assert (error.code, error.columns) == ("duplicate_columns", ["x0", "x1", "x2"])
+
+
+def test_extra_columns_named_in_records_are_capped() -> None:
+    rows = [{"age": 1, "hours": 2.0}, {"age": 1, "hours": 2.0, **dict.fromkeys(wide_header(100), 0)}]
+    error = refused(json_to_columns, {"dataframe_records": rows})
+    assert error.code == "inconsistent_columns" and len(error.columns) == 16
+
+
+@pytest.mark.parametrize(
+    ("media", "body", "status", "code", "words"),
+    [
+        ("text/csv", b"\xef\xbb\xbf", 400, "empty_body", "byte-order mark"),
+        ("text/csv", b"\xef\xbb\xbf\r\n\r\n", 400, "empty_body", "byte-order mark"),
+        ("application/json", b'{"inputs": {"age": [' + b"7" * 4301 + b'], "hours": [1]}}', 400, "malformed_json", "4300 digits"),
+        ("application/json", b"\xef\xbb\xbf", 400, "empty_body", "byte-order mark"),
+        ("text/csv", b"age,hours\n" + b"7" * 5000 + b",1\n", 422, "non_finite", "age"),
+        ("text/csv", b"age,hours\n1,1\x00\n", 422, "mistyped", "hours"),
+    ],
+)
+def test_hostile_bodies_are_client_errors_that_name_the_problem(media, body, status, code, words) -> None:
+    error = refused(parse_request, media, body, SCHEMA)
+    assert (error.status, error.code) == (status, code), error.message
+    assert words in error.message
+
+
+def test_no_body_raises_anything_but_a_payload_error() -> None:
+    """A sweep over hostile shapes: anything a client can send ends in PayloadError
+    (a 4xx), never another exception (a 500 that counts toward the canary's 5xx share)."""
+    import random
+
+    fragments = [b"{", b"}", b"[", b"]", b'"age"', b":", b",", b"1e999", b"-", b"7" * 5000, b"null", b"true",
+                 b'"dataframe_split"', b'"columns"', b'"data"', b'"inputs"', b'"instances"', b"\xef\xbb\xbf",
+                 b"\xff", b"\x00", b"\n", b"\r", b'"', b"age,hours", b"NaN", b"Infinity", b"1.5", b"{}", b"[]"]
+    chooser = random.Random(13)
+    for _ in range(3000):
+        body = b"".join(chooser.choice(fragments) for _ in range(chooser.randint(0, 12)))
+        for media in ("application/json", "text/csv"):
+            try:
+                parse_request(media, body, SCHEMA)
+            except PayloadError as exc:
+                assert 400 <= exc.status < 500

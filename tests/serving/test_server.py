@@ -44,7 +44,8 @@ def test_ping_version_and_prediction(live_server: RunningServer, registered: Any
     status, headers, body = raw_request(
         live_server, "POST", "/invocations", payload, {"Content-Type": "application/json", "X-Request-Id": "live-1"}
     )
-    assert status == 200 and headers["x-request-id"] == "live-1"
+    assert status == 200 and headers["x-request-id"] == json.loads(body)["request_id"] != "live-1"
+    assert (headers["x-model-name"], headers["x-model-version"]) == ("adult-income", registered.version)
     assert len(json.loads(body)["probabilities"]) == len(sample_rows)
 
 
@@ -81,7 +82,7 @@ def test_live_capture_files_follow_the_contract(live_server: RunningServer, capt
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         lines = [json.loads(line) for f in capture_dir.glob("capture-*.jsonl") for line in f.read_text().splitlines()]
-        found = [line for line in lines if line["request_id"] == "cap-live"]
+        found = [line for line in lines if line["client_request_id"] == "cap-live"]
         if found:
             break
         time.sleep(0.3)
