@@ -1,7 +1,7 @@
 """The local runner: runs a list of steps in order, caching each by what went into it.
 
-A step's cache key is the SHA-256 of its source code, its parameters and the digests
-of its inputs (docs/contracts.md, "The step cache"); a hit reuses its outputs from
+A step's cache key is the SHA-256 of its source code (every first-party module it
+imports, transitively: ``pipeline.step_code``), its parameters and the digests of its inputs (docs/contracts.md, "The step cache"); a hit reuses its outputs from
 ``cache/<step>/<key>/`` without loading them, so a re-run with nothing changed touches
 only file hashes and a read-only registry query. Steps marked ``locked`` run while
 holding the registry lock, so two runs on one store gate and promote one after the
@@ -14,7 +14,6 @@ MLflow and XGBoost are imported inside the steps that need them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.digest import combine, json_digest, source_digest
+from pipeline.step_code import code_files
 from pipeline.exit_codes import ExitCode
 from pipeline.local_store import LocalStore
 from pipeline.schema import DEFAULT_DATASET, DEFAULT_MODEL_NAME
@@ -99,7 +99,8 @@ class Step:
     name: str
     run: Callable[[StepContext], dict[str, Artifact]]
     sources: tuple[str, ...]
-    """Modules whose source code is part of the cache key."""
+    """Modules whose source code is part of the cache key, with every first-party module
+    they import; the module of ``run`` is added, followed from ``run`` only."""
     inputs: tuple[str, ...] = ()
     """Artifacts of earlier steps this step consumes (their digests enter the key)."""
     params: Callable[[Any], dict[str, Any]] = lambda config: {}
@@ -138,17 +139,6 @@ class RunResult:
         data["report_path"] = str(self.report_path) if self.report_path else None
         data["store"] = str(self.store)
         return data
-
-
-def module_paths(names: Sequence[str]) -> list[Path]:
-    """Source files of the named modules, found without importing them."""
-    paths = []
-    for name in names:
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ImportError(f"cannot find the source of module {name}")
-        paths.append(Path(spec.origin))
-    return paths
 
 
 def _write_manifest(directory: Path, artifacts: dict[str, Artifact], outcome: dict[str, Any]) -> None:
@@ -235,7 +225,7 @@ def execute(
                     raise RuntimeError(f"step {step.name} needs {missing}, which no earlier step produced")
                 key = combine(
                     {
-                        "code": source_digest(module_paths(step.sources)),
+                        "code": source_digest(code_files(step.sources, step.run)),
                         "params": json_digest(step.params(config)),
                         "external": json_digest(step.external(config)),
                         **{f"input:{n}": artifacts[n].digest for n in step.inputs},

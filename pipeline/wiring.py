@@ -354,8 +354,10 @@ def deploy_step(ctx: StepContext) -> dict[str, Artifact]:
 
 
 def _src(*modules: str) -> tuple[str, ...]:
-    # The adapters in this module are part of every step's code.
-    return (*modules, "pipeline.wiring")
+    # The step's adapter in this module, and what it imports, join the key by themselves
+    # (``pipeline.step_code``): naming the whole module here would follow every adapter's
+    # imports and make each step depend on all the others' code.
+    return modules
 
 
 def commit_pipeline() -> list[Step]:
