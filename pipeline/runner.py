@@ -55,6 +55,7 @@ class Outcome:
     model_version: str | None = None
     report_path: Path | None = None
     message: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def update(self, changes: dict[str, Any]) -> None:
         for key, value in changes.items():
@@ -62,6 +63,8 @@ class Outcome:
                 value = ExitCode(value)
             elif key == "report_path" and value is not None:
                 value = Path(value)
+            elif key == "notes":
+                value = [*self.notes, *value]
             setattr(self, key, value)
 
 
@@ -108,6 +111,14 @@ class Step:
     """Digests of things outside the cache (an input file), computed before the key."""
     cache: bool = True
     locked: bool = False
+    effects: tuple[str, ...] = ()
+    """What outside the cache the step changes ("registry", "process"): such a step always
+    runs, because replaying its recorded outcome would claim an effect that may since have
+    been undone (an operator moved ``champion`` back) or never have happened here."""
+
+    @property
+    def cacheable(self) -> bool:
+        return self.cache and not self.effects
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,9 @@ class RunResult:
     store: Path
     steps: list[StepRecord]
     message: str = ""
+    notes: list[str] = field(default_factory=list)
+    """What the run did besides its outcome (an interrupted deploy finished, an orphaned
+    server stopped)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -233,7 +247,7 @@ def execute(
                 )
                 keys[step.name] = key
                 final_dir = store.cache_dir / step.name / key
-                cached = None if (force or not step.cache) else _read_manifest(final_dir)
+                cached = None if (force or not step.cacheable) else _read_manifest(final_dir)
                 if cached is not None:
                     produced, changes = cached
                     outcome.update(changes)
@@ -258,7 +272,7 @@ def execute(
                         shutil.rmtree(work_dir, ignore_errors=True)
                         raise
                     outcome.update(ctx.outcome_changes)
-                    if step.cache:
+                    if step.cacheable:
                         _write_manifest(work_dir, produced, ctx.outcome_changes)
                         if final_dir.exists():
                             # Another run finished the same step first: keep its copy.
@@ -309,6 +323,7 @@ def execute(
         store=store.root,
         steps=records,
         message=outcome.message,
+        notes=list(outcome.notes),
     )
 
 
@@ -332,6 +347,9 @@ class RunConfig:
     gate: Any = None
     deploy: bool = True
     """Serve and smoke-test a newly promoted champion on 127.0.0.1 (rolls back on failure)."""
+    create_registry: bool = False
+    """Create the registry an explicit ``sqlite:``/file tracking URI names when it does not
+    exist (the local store's own registry is always created with the store)."""
 
     def resolved(self) -> RunConfig:
         """A copy with every ``None`` replaced by its default (tracking URI: argument, else
@@ -353,6 +371,7 @@ class RunConfig:
             validation=self.validation or ValidationThresholds(),
             gate=self.gate or GateThresholds(),
             deploy=self.deploy,
+            create_registry=self.create_registry,
         )
 
 
@@ -362,12 +381,18 @@ def run_pipeline(config: RunConfig, steps: Sequence[Step] | None = None,
 
     The tracking URI is ``config.tracking_uri``, else ``MLFLOW_TRACKING_URI``, else the
     local store's SQLite file; the cache and reports always live in the local store.
+    Raises ``pipeline.tracking_uri.TrackingUriError`` (bad URI, registry missing) or
+    ``TrackingUnreachable`` before any step runs.
     """
     from pipeline.wiring import commit_pipeline
+
+    from pipeline.tracking_uri import check_tracking_uri
 
     config = config.resolved()
     store = config.store or LocalStore.default()
     tracking_uri = config.tracking_uri or store.tracking_uri
+    # Before any step: a mistyped URI must not train first and fail (or create) later.
+    check_tracking_uri(tracking_uri, create=config.create_registry or tracking_uri == store.tracking_uri)
     return execute(
         steps if steps is not None else commit_pipeline(),
         config,

@@ -38,7 +38,7 @@ CASES = {
 
 
 def _run(data: Path, store: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = main(["run", "--data", str(data), "--store", str(store), "--param", "device=cpu"])
+    code = main(["run", "--data", str(data), "--store", str(store), "--create-registry", "--param", "device=cpu"])
     captured = capsys.readouterr()
     return code, captured.out + captured.err
 
