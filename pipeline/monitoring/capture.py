@@ -263,14 +263,15 @@ class _Reservoir:
     def __init__(self, size: int, rng: random.Random) -> None:
         self.size, self.rng, self.seen, self.items = size, rng, 0, []
 
-    def offer(self, item: Any) -> None:
+    def slot(self) -> int | None:
+        """Count one more item; where to store it, or None to drop it. Asking before
+        building the item keeps the cost of the many dropped rows to one random draw."""
         self.seen += 1
         if len(self.items) < self.size:
-            self.items.append(item)
-            return
+            self.items.append(None)
+            return len(self.items) - 1
         slot = self.rng.randrange(self.seen)
-        if slot < self.size:
-            self.items[slot] = item
+        return slot if slot < self.size else None
 
 
 def read_capture(
@@ -377,11 +378,14 @@ def parse_capture(
             window.rows_over_request_cap += n_rows - limits.max_rows_per_request
             chosen = sorted(rng.sample(range(n_rows), limits.max_rows_per_request))
         for index in chosen:
+            slot = reservoir.slot()
+            if slot is None:
+                continue
             row = rows[index]
-            reservoir.offer((
+            reservoir.items[slot] = (
                 request_id, index, _as_float(record["predictions"][index]), _as_float(probabilities[index]),
                 [None if p is None else row[p] for p in picks],
-            ))
+            )
     kept = reservoir.items
     window.features = frame_of([item[4] for item in kept], window.non_numeric)
     window.request_ids = np.asarray([item[0] for item in kept], dtype=object)
