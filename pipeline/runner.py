@@ -393,6 +393,8 @@ def run_pipeline(config: RunConfig, steps: Sequence[Step] | None = None,
     tracking_uri = config.tracking_uri or store.tracking_uri
     # Before any step: a mistyped URI must not train first and fail (or create) later.
     check_tracking_uri(tracking_uri, create=config.create_registry or tracking_uri == store.tracking_uri)
+    if tracking_uri == store.tracking_uri and (moved := store.relocate()):
+        progress(moved)
     return execute(
         steps if steps is not None else commit_pipeline(),
         config,

@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store.tracking_uri
     for name, value in HTTP_RETRY_ENV.items():
         os.environ.setdefault(name, value)
+    if tracking_uri == store.tracking_uri and (moved := store.relocate()):
+        print(f"monitor: {moved}", file=sys.stderr)
     try:
         # The monitor reads a registry; it never creates one (MLflow would, empty, on a typo).
         check_tracking_uri(tracking_uri)
