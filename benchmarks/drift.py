@@ -11,6 +11,14 @@ Targets (issue 6): under 2 s and under 1 GB peak memory on the 2-core CI machine
   column, its time and the speed-up ratio, and the largest difference between the two
   results (the KS statistics and p-values are expected to be identical).
 
+With ``--capture-gb N`` it measures the whole monitor read instead (issue 13): it writes
+N GB of capture JSON Lines (real Adult rows, 25-row requests plus a few 2,000-row
+batches, a malformed line now and then) once into ``--capture-dir``, then runs
+``read_capture`` and ``analyse`` in a fresh interpreter and prints that process's peak
+RSS and time against the 1 GiB target. Named baseline: before the window was streamed,
+126 MB of capture needed 2.07 GB (about 16 times its size), so 1 GB would have needed
+about 16 GB.
+
 Run: ``.venv/bin/python benchmarks/drift.py`` (``--help`` for sizes). Exits 1 when
 ``--check`` is given and a target is missed.
 """
@@ -71,6 +79,107 @@ def scipy_column_by_column(baseline: np.ndarray, live: np.ndarray, bins: int) ->
     return results
 
 
+OLD_READER_BYTES_PER_CAPTURE_BYTE = 2.07e9 / 126e6
+"""The named baseline: peak memory per byte of capture of the reader before streaming."""
+
+
+def write_capture(folder: Path, gigabytes: float, seed: int) -> tuple[int, int]:
+    """Write about ``gigabytes`` GB of capture files into ``folder`` (once: an existing
+    complete set is reused); returns (bytes, lines)."""
+    import json
+
+    import pandas as pd
+
+    from pipeline.schema import DEFAULT_DATASET, FEATURES
+
+    marker = folder / f"complete-{gigabytes:g}GB-{seed}.json"
+    if marker.exists():
+        done = json.loads(marker.read_text())
+        return done["bytes"], done["lines"]
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("capture-*.jsonl"):
+        old.unlink()
+    rng = np.random.default_rng(seed)
+    frame = pd.read_csv(DEFAULT_DATASET).loc[:, list(FEATURES)]
+    rows = [[None if isinstance(v, float) and v != v else v for v in r] for r in frame.itertuples(index=False)]
+
+    def record(size: int) -> str:
+        picks = rng.integers(0, len(rows), size)
+        probabilities = np.round(rng.random(size), 4).tolist()
+        return json.dumps({
+            "request_id": "@ID@", "client_request_id": "client", "timestamp": "2026-12-01T00:00:00Z",
+            "model_name": "adult-income", "model_version": "1", "columns": list(FEATURES),
+            "rows": [rows[i] for i in picks], "predictions": [int(p >= 0.5) for p in probabilities],
+            "probabilities": probabilities,
+        })
+
+    templates = [record(25) for _ in range(400)] + [record(2_000) for _ in range(4)]
+    target, written, lines, file_index = int(gigabytes * 1e9), 0, 0, 0
+    while written < target:
+        file_index += 1
+        with (folder / f"capture-{file_index:05d}.jsonl").open("w") as handle:
+            for _ in range(20_000):
+                pick = int(rng.integers(0, len(templates) + 40))
+                text = "{not json" if pick >= len(templates) + 39 else templates[pick % len(templates)].replace(
+                    "@ID@", f"srv-{lines:09d}", 1)
+                handle.write(text + "\n")
+                written += len(text) + 1
+                lines += 1
+                if written >= target:
+                    break
+    marker.write_text(json.dumps({"bytes": written, "lines": lines}))
+    return written, lines
+
+
+def monitor_child(folder: str) -> None:
+    """In a fresh interpreter: read the capture and judge it; print rows and seconds."""
+    import pandas as pd
+
+    from pipeline.monitoring.analysis import analyse
+    from pipeline.monitoring.baseline import ServingBaseline, normalise_baseline
+    from pipeline.monitoring.capture import read_capture
+    from pipeline.monitoring.thresholds import Thresholds
+    from pipeline.schema import DEFAULT_DATASET
+
+    frame = pd.read_csv(DEFAULT_DATASET).head(20_000)
+    frame["prediction"] = np.random.default_rng(1).random(len(frame))
+    baseline = ServingBaseline("adult-income", "1", "champion", "run", "file:///baseline.parquet",
+                               normalise_baseline(frame, "benchmark"))
+    started = time.perf_counter()
+    window = read_capture(folder, model_name="adult-income", model_version="1")
+    result = analyse(baseline, window, None, Thresholds())
+    print(f"{window.rows} {window.rows_read} {window.malformed_lines} {time.perf_counter() - started:.2f} {result.verdict.value}")
+
+
+def capture_benchmark(args: argparse.Namespace) -> int:
+    """The monitor over ``--capture-gb`` of capture: peak RSS and time; see the module doc."""
+    import subprocess
+    import tempfile
+
+    folder = Path(args.capture_dir or Path(tempfile.gettempdir()) / "mlops-drift-capture")
+    started = time.perf_counter()
+    size, lines = write_capture(folder, args.capture_gb, args.seed)
+    print(f"capture: {size / 1e9:.2f} GB, {lines:,} lines in {folder} (written or reused in {time.perf_counter() - started:.0f} s)")
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); "
+            f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
+            f"import drift; drift.monitor_child({str(folder)!r})")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        print(done.stderr[-3000:])
+        return 1
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    kept, read, malformed, seconds, verdict = done.stdout.split()
+    ok = peak < MEMORY_TARGET_BYTES
+    print(f"monitor: {int(read):,} rows read, {int(kept):,} kept (reservoir), {int(malformed):,} malformed lines; "
+          f"read + analyse {float(seconds):.1f} s ({wall:.1f} s with interpreter start), verdict {verdict}")
+    print(f"peak RSS {peak / 2**20:.0f} MiB -> {'within' if ok else 'MISSES'} the 1 GiB target; "
+          f"the reader before streaming would have needed ~{size * OLD_READER_BYTES_PER_CAPTURE_BYTE / 2**30:.1f} GiB "
+          f"(16x capture, issue 13's figure)")
+    return 1 if args.check and not ok else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures; see the module doc."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="threads (default: CPU count)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--capture-gb", type=float, default=None,
+                        help="instead: the monitor over this many GB of capture files (peak RSS, time)")
+    parser.add_argument("--capture-dir", type=Path, default=None,
+                        help="where the capture files are written once and reused (default: a temp folder)")
     args = parser.parse_args(argv)
+    if args.capture_gb is not None:
+        return capture_benchmark(args)
 
     baseline, live = make_data(args.rows, args.baseline_rows, args.features, args.seed)
     print(f"data: {args.rows:,} live rows x {args.features} features (float32) against {args.baseline_rows:,} baseline rows; "

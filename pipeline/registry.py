@@ -21,6 +21,16 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 LOCK_TIMEOUT_S = 1800.0
 
+SMOKE_TAG = "deploy_smoke_test"
+"""Model version tag recording the local deploy's verdict (``pending``/``passed``/``failed``)."""
+PENDING = "pending"
+"""``SMOKE_TAG`` value from promotion until the deploy's verdict: a run that dies in
+between leaves it, and the next run finishes the deploy (``pipeline.steps.deploy``)."""
+REPLACED_TAG = "replaced_champion"
+"""Model version tag naming the version this one replaced as champion (``none`` if none)."""
+GATE_CHAMPION_TAG = "gate_champion"
+"""Model version tag naming the champion the gate judged this version against (``none``)."""
+
 
 @dataclass(frozen=True)
 class ChampionRef:
@@ -84,6 +94,50 @@ def _champion_from_mlflow(tracking_uri: str, model_name: str) -> ChampionRef | N
     return ChampionRef(
         version=str(version.version), run_id=version.run_id or "", source=version.source or "", tags=dict(version.tags)
     )
+
+
+def _candidate_from_sqlite(db: Path, model_name: str, candidate_key: str) -> ChampionRef | None:
+    if not db.is_file():
+        return None
+    with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=30) as conn:
+        try:
+            row = conn.execute(
+                "SELECT v.version, v.run_id, v.source FROM model_versions v JOIN model_version_tags t "
+                "ON t.name = v.name AND t.version = v.version "
+                "WHERE v.name = ? AND t.key = 'candidate_key' AND t.value = ? ORDER BY v.version DESC LIMIT 1",
+                (model_name, candidate_key),
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        if row is None:
+            return None
+        tags = dict(
+            conn.execute(
+                "SELECT key, value FROM model_version_tags WHERE name = ? AND version = ?", (model_name, row[0])
+            ).fetchall()
+        )
+    return ChampionRef(version=str(row[0]), run_id=str(row[1] or ""), source=str(row[2] or ""), tags=tags)
+
+
+def _candidate_from_mlflow(tracking_uri: str, model_name: str, candidate_key: str) -> ChampionRef | None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    quoted = model_name.replace("'", "\\'")
+    found = client.search_model_versions(f"name = '{quoted}' and tags.candidate_key = '{candidate_key}'")
+    if not found:
+        return None
+    latest = max(found, key=lambda v: int(v.version))
+    return ChampionRef(str(latest.version), latest.run_id or "", latest.source or "", dict(latest.tags))
+
+
+def registered_candidate(tracking_uri: str, model_name: str, candidate_key: str) -> ChampionRef | None:
+    """The latest version registered from ``candidate_key`` (same data, code and parameters),
+    or None. The registry, not the step cache, says whether a candidate was registered."""
+    db = sqlite_path(tracking_uri)
+    if db is not None:
+        return _candidate_from_sqlite(db, model_name, candidate_key)
+    return _candidate_from_mlflow(tracking_uri, model_name, candidate_key)
 
 
 def current_champion(tracking_uri: str, model_name: str) -> ChampionRef | None:

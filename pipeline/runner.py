@@ -1,7 +1,7 @@
 """The local runner: runs a list of steps in order, caching each by what went into it.
 
-A step's cache key is the SHA-256 of its source code, its parameters and the digests
-of its inputs (docs/contracts.md, "The step cache"); a hit reuses its outputs from
+A step's cache key is the SHA-256 of its source code (every first-party module it
+imports, transitively: ``pipeline.step_code``), its parameters and the digests of its inputs (docs/contracts.md, "The step cache"); a hit reuses its outputs from
 ``cache/<step>/<key>/`` without loading them, so a re-run with nothing changed touches
 only file hashes and a read-only registry query. Steps marked ``locked`` run while
 holding the registry lock, so two runs on one store gate and promote one after the
@@ -14,7 +14,6 @@ MLflow and XGBoost are imported inside the steps that need them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.digest import combine, json_digest, source_digest
+from pipeline.step_code import code_files
 from pipeline.exit_codes import ExitCode
 from pipeline.local_store import LocalStore
 from pipeline.schema import DEFAULT_DATASET, DEFAULT_MODEL_NAME
@@ -55,6 +55,7 @@ class Outcome:
     model_version: str | None = None
     report_path: Path | None = None
     message: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def update(self, changes: dict[str, Any]) -> None:
         for key, value in changes.items():
@@ -62,6 +63,8 @@ class Outcome:
                 value = ExitCode(value)
             elif key == "report_path" and value is not None:
                 value = Path(value)
+            elif key == "notes":
+                value = [*self.notes, *value]
             setattr(self, key, value)
 
 
@@ -99,7 +102,8 @@ class Step:
     name: str
     run: Callable[[StepContext], dict[str, Artifact]]
     sources: tuple[str, ...]
-    """Modules whose source code is part of the cache key."""
+    """Modules whose source code is part of the cache key, with every first-party module
+    they import; the module of ``run`` is added, followed from ``run`` only."""
     inputs: tuple[str, ...] = ()
     """Artifacts of earlier steps this step consumes (their digests enter the key)."""
     params: Callable[[Any], dict[str, Any]] = lambda config: {}
@@ -107,6 +111,14 @@ class Step:
     """Digests of things outside the cache (an input file), computed before the key."""
     cache: bool = True
     locked: bool = False
+    effects: tuple[str, ...] = ()
+    """What outside the cache the step changes ("registry", "process"): such a step always
+    runs, because replaying its recorded outcome would claim an effect that may since have
+    been undone (an operator moved ``champion`` back) or never have happened here."""
+
+    @property
+    def cacheable(self) -> bool:
+        return self.cache and not self.effects
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,9 @@ class RunResult:
     store: Path
     steps: list[StepRecord]
     message: str = ""
+    notes: list[str] = field(default_factory=list)
+    """What the run did besides its outcome (an interrupted deploy finished, an orphaned
+    server stopped)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -138,17 +153,6 @@ class RunResult:
         data["report_path"] = str(self.report_path) if self.report_path else None
         data["store"] = str(self.store)
         return data
-
-
-def module_paths(names: Sequence[str]) -> list[Path]:
-    """Source files of the named modules, found without importing them."""
-    paths = []
-    for name in names:
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ImportError(f"cannot find the source of module {name}")
-        paths.append(Path(spec.origin))
-    return paths
 
 
 def _write_manifest(directory: Path, artifacts: dict[str, Artifact], outcome: dict[str, Any]) -> None:
@@ -235,7 +239,7 @@ def execute(
                     raise RuntimeError(f"step {step.name} needs {missing}, which no earlier step produced")
                 key = combine(
                     {
-                        "code": source_digest(module_paths(step.sources)),
+                        "code": source_digest(code_files(step.sources, step.run)),
                         "params": json_digest(step.params(config)),
                         "external": json_digest(step.external(config)),
                         **{f"input:{n}": artifacts[n].digest for n in step.inputs},
@@ -243,7 +247,7 @@ def execute(
                 )
                 keys[step.name] = key
                 final_dir = store.cache_dir / step.name / key
-                cached = None if (force or not step.cache) else _read_manifest(final_dir)
+                cached = None if (force or not step.cacheable) else _read_manifest(final_dir)
                 if cached is not None:
                     produced, changes = cached
                     outcome.update(changes)
@@ -268,7 +272,7 @@ def execute(
                         shutil.rmtree(work_dir, ignore_errors=True)
                         raise
                     outcome.update(ctx.outcome_changes)
-                    if step.cache:
+                    if step.cacheable:
                         _write_manifest(work_dir, produced, ctx.outcome_changes)
                         if final_dir.exists():
                             # Another run finished the same step first: keep its copy.
@@ -319,6 +323,7 @@ def execute(
         store=store.root,
         steps=records,
         message=outcome.message,
+        notes=list(outcome.notes),
     )
 
 
@@ -342,6 +347,9 @@ class RunConfig:
     gate: Any = None
     deploy: bool = True
     """Serve and smoke-test a newly promoted champion on 127.0.0.1 (rolls back on failure)."""
+    create_registry: bool = False
+    """Create the registry an explicit ``sqlite:``/file tracking URI names when it does not
+    exist (the local store's own registry is always created with the store)."""
 
     def resolved(self) -> RunConfig:
         """A copy with every ``None`` replaced by its default (tracking URI: argument, else
@@ -363,6 +371,7 @@ class RunConfig:
             validation=self.validation or ValidationThresholds(),
             gate=self.gate or GateThresholds(),
             deploy=self.deploy,
+            create_registry=self.create_registry,
         )
 
 
@@ -372,12 +381,20 @@ def run_pipeline(config: RunConfig, steps: Sequence[Step] | None = None,
 
     The tracking URI is ``config.tracking_uri``, else ``MLFLOW_TRACKING_URI``, else the
     local store's SQLite file; the cache and reports always live in the local store.
+    Raises ``pipeline.tracking_uri.TrackingUriError`` (bad URI, registry missing) or
+    ``TrackingUnreachable`` before any step runs.
     """
     from pipeline.wiring import commit_pipeline
+
+    from pipeline.tracking_uri import check_tracking_uri
 
     config = config.resolved()
     store = config.store or LocalStore.default()
     tracking_uri = config.tracking_uri or store.tracking_uri
+    # Before any step: a mistyped URI must not train first and fail (or create) later.
+    check_tracking_uri(tracking_uri, create=config.create_registry or tracking_uri == store.tracking_uri)
+    if tracking_uri == store.tracking_uri and (moved := store.relocate()):
+        progress(moved)
     return execute(
         steps if steps is not None else commit_pipeline(),
         config,

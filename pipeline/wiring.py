@@ -4,9 +4,9 @@ Each adapter below reads its inputs from the cache, calls the pure step function
 ``pipeline.steps`` (or ``training``), and writes its outputs; the runner decides whether
 it needs to run at all. ``commit_pipeline()`` returns the step list.
 
-    ingest -> validate -> split -> train -> evaluate -> champion* -> gate* -> register*
-    -> deploy* (serve the new champion on 127.0.0.1, smoke-test, roll back on failure)
-    (* under the registry lock)
+    resume* -> ingest -> validate -> split -> train -> evaluate -> champion* -> gate*
+    -> register* -> deploy* (serve the new champion on 127.0.0.1, smoke-test, roll back on failure)
+    (* under the registry lock; resume finishes a deploy a killed run left unfinished)
 """
 
 from __future__ import annotations
@@ -153,29 +153,82 @@ def evaluate_step(ctx: StepContext) -> dict[str, Artifact]:
 
 
 def champion_step(ctx: StepContext) -> dict[str, Artifact]:
-    """Look up the champion (under the lock); stop with "nothing to do" if it is this candidate."""
-    from pipeline.registry import current_champion
+    """Look up the champion (under the lock) and what the registry already holds of this
+    candidate; stop when registering it again would repeat or undo a decision.
 
-    champion = current_champion(ctx.tracking_uri, ctx.config.model_name)
-    if champion is not None and champion.tags.get("candidate_key") == ctx.key and not ctx.config.force:
-        report = champion.tags.get("gate_report", "")
-        raise StopPipeline(
-            {
-                "exit_code": ExitCode.OK,
-                "status": "nothing_to_do",
-                "gate_passed": True,
-                "reasons": [],
-                "champion_version": champion.version,
-                "model_version": champion.version,
-                "report_path": _local_path(report.replace(".json", ".md")) if report else None,
-                "message": f"nothing to do: champion v{champion.version} was built from this data, code and parameters",
-            }
-        )
+    The registry decides, never the step cache: a version built from this candidate key
+    that is champion means "nothing to do"; one that passed the gate but is no longer
+    champion was moved away by someone (an operator's rollback) and is left so; one the
+    gate refused against the same champion is refused again without a duplicate. A
+    version whose local deploy failed is registered afresh (the deploy rolled it back).
+    ``--force`` skips all of this and registers a new version.
+    """
+    from pipeline.registry import GATE_CHAMPION_TAG, SMOKE_TAG, current_champion, registered_candidate
+
+    config = ctx.config
+    champion = current_champion(ctx.tracking_uri, config.model_name)
+    if not config.force:
+        if champion is not None and champion.tags.get("candidate_key") == ctx.key:
+            raise StopPipeline(_nothing_to_do(champion))
+        earlier = registered_candidate(ctx.tracking_uri, config.model_name, ctx.key)
+        if earlier is not None and earlier.tags.get(SMOKE_TAG) != "failed":
+            now = champion.version if champion else "none"
+            if earlier.tags.get("gate_passed") == "true":
+                raise StopPipeline(
+                    {
+                        "exit_code": ExitCode.OK,
+                        "status": "rollback_respected",
+                        "gate_passed": True,
+                        "reasons": [],
+                        "champion_version": champion.version if champion else None,
+                        "model_version": earlier.version,
+                        "message": (
+                            f"v{earlier.version} was built from this data, code and parameters and promoted "
+                            f"before, but champion is now {'v' + now if champion else 'unset'}: that move is "
+                            "respected, nothing registered (--force registers and gates a new version)"
+                        ),
+                    }
+                )
+            if earlier.tags.get(GATE_CHAMPION_TAG) == now:
+                reasons = [r for r in earlier.tags.get("gate_reasons", "").split(" | ") if r]
+                raise StopPipeline(
+                    {
+                        "exit_code": ExitCode.GATE_REFUSED,
+                        "status": "refused",
+                        "gate_passed": False,
+                        "reasons": reasons,
+                        "champion_version": champion.version if champion else None,
+                        "model_version": earlier.version,
+                        "report_path": _report_of(earlier),
+                        "message": (
+                            f"v{earlier.version} was built from this data, code and parameters and the gate "
+                            f"refused it against this champion; nothing registered again"
+                        ),
+                    }
+                )
     path = ctx.output_dir / "champion.json"
     path.write_text(json.dumps(None if champion is None else asdict(champion)))
     return {
         "champion": Artifact("champion", path, champion.digest if champion else "none"),
         "candidate_key": Artifact("candidate_key", path, ctx.key),
+    }
+
+
+def _report_of(version: Any) -> Path | None:
+    report = version.tags.get("gate_report", "")
+    return _local_path(report.replace(".json", ".md")) if report else None
+
+
+def _nothing_to_do(champion: Any) -> dict[str, Any]:
+    return {
+        "exit_code": ExitCode.OK,
+        "status": "nothing_to_do",
+        "gate_passed": True,
+        "reasons": [],
+        "champion_version": champion.version,
+        "model_version": champion.version,
+        "report_path": _report_of(champion),
+        "message": f"nothing to do: champion v{champion.version} was built from this data, code and parameters",
     }
 
 
@@ -277,6 +330,9 @@ def register_step(ctx: StepContext) -> dict[str, Artifact]:
         gate=gate,
         training=training,
         candidate_key=ctx.inputs["candidate_key"].digest,
+        # The champion step writes the champion it saw beside the candidate key.
+        champion_version=(_json(ctx.inputs["candidate_key"].path) or {}).get("version"),
+        deploy_follows=config.deploy,
         artifacts={
             "gate": gate_dir / "report",
             "plots": gate_dir / "plots",
@@ -302,27 +358,7 @@ def register_step(ctx: StepContext) -> dict[str, Artifact]:
     return {"registration": Artifact("registration", path, ctx.key)}
 
 
-def deploy_step(ctx: StepContext) -> dict[str, Artifact]:
-    """Serve a newly promoted champion on 127.0.0.1 and smoke-test it; roll back on failure.
-
-    Runs only when register promoted a version. A failed smoke test moves ``champion``
-    back to the version it replaced (``pipeline.steps.deploy``) and ends the run with
-    DEPLOY_FAILED. The register step's cache entry is dropped then, so a re-run registers
-    and deploys afresh instead of replaying a promotion that was rolled back.
-    """
-    from pipeline.steps.deploy import deploy
-
-    registration = _json(ctx.inputs["registration"].path)
-    if not registration["promoted"] or not ctx.config.deploy:
-        return {}
-    previous = _json(ctx.inputs["champion"].path)
-    result = deploy(
-        ctx.tracking_uri,
-        ctx.config.model_name,
-        registration["version"],
-        previous["version"] if previous else None,
-        log_dir=ctx.report_dir,
-    )
+def _write_deploy_report(ctx: StepContext, result: Any) -> None:
     ctx.report_dir.mkdir(parents=True, exist_ok=True)
     (ctx.report_dir / "deploy.json").write_text(
         json.dumps(
@@ -338,29 +374,104 @@ def deploy_step(ctx: StepContext) -> dict[str, Artifact]:
             indent=2,
         )
     )
+
+
+def _rolled_back(result: Any, notes: list[str]) -> StopPipeline:
+    return StopPipeline(
+        {
+            "exit_code": ExitCode.DEPLOY_FAILED,
+            "status": "rolled_back",
+            "champion_version": result.rolled_back_to,
+            "reasons": [f"smoke check {c.name} failed: {c.detail}" for c in result.checks if not c.passed],
+            "message": result.message,
+            "notes": notes,
+        }
+    )
+
+
+def resume_deploy_step(ctx: StepContext) -> dict[str, Artifact]:
+    """Finish what a killed run left: stop its orphaned deploy server, and smoke-test a
+    champion whose deploy never reached a verdict (rolling it back if it fails).
+
+    Runs first, under the registry lock, so no live run's deploy is in progress. A champion
+    tagged ``deploy_smoke_test=pending`` was promoted by a run that died before its smoke
+    test; serving it untested would be the outcome the deploy exists to prevent.
+    """
+    from pipeline.deploy_server import PIDFILE_NAME, reap_orphan
+    from pipeline.registry import PENDING, REPLACED_TAG, SMOKE_TAG, current_champion
+
+    notes: list[str] = []
+    reaped = reap_orphan(ctx.store.root / PIDFILE_NAME)
+    if reaped:
+        notes.append(reaped)
+    champion = current_champion(ctx.tracking_uri, ctx.config.model_name)
+    if champion is not None and champion.tags.get(SMOKE_TAG) == PENDING:
+        if not ctx.config.deploy:
+            notes.append(f"champion v{champion.version} was promoted by a run that stopped before its smoke "
+                         "test; run without --no-deploy to finish that deploy")
+        else:
+            from pipeline.steps.deploy import deploy
+
+            replaced = champion.tags.get(REPLACED_TAG, "none")
+            result = deploy(
+                ctx.tracking_uri, ctx.config.model_name, champion.version,
+                None if replaced == "none" else replaced,
+                log_dir=ctx.report_dir, pidfile=ctx.store.root / PIDFILE_NAME,
+            )
+            _write_deploy_report(ctx, result)
+            notes.append(f"finished the interrupted deploy of v{champion.version}: {result.message}")
+            if not result.passed:
+                raise _rolled_back(result, notes)
+    if notes:
+        ctx.set_outcome(notes=notes)
+    return {}
+
+
+def deploy_step(ctx: StepContext) -> dict[str, Artifact]:
+    """Serve a newly promoted champion on 127.0.0.1 and smoke-test it; roll back on failure.
+
+    Runs only when register promoted a version. A failed smoke test moves ``champion``
+    back to the version it replaced (``pipeline.steps.deploy``) and ends the run with
+    DEPLOY_FAILED; the version keeps ``deploy_smoke_test=failed``, so a re-run registers
+    and deploys afresh. The server is recorded in the store's pidfile while it runs.
+    """
+    from pipeline.deploy_server import PIDFILE_NAME
+    from pipeline.steps.deploy import deploy
+
+    registration = _json(ctx.inputs["registration"].path)
+    if not registration["promoted"] or not ctx.config.deploy:
+        return {}
+    previous = _json(ctx.inputs["champion"].path)
+    result = deploy(
+        ctx.tracking_uri,
+        ctx.config.model_name,
+        registration["version"],
+        previous["version"] if previous else None,
+        log_dir=ctx.report_dir,
+        pidfile=ctx.store.root / PIDFILE_NAME,
+    )
+    _write_deploy_report(ctx, result)
     if not result.passed:
-        shutil.rmtree(ctx.store.cache_dir / "register" / ctx.keys["register"], ignore_errors=True)
-        raise StopPipeline(
-            {
-                "exit_code": ExitCode.DEPLOY_FAILED,
-                "status": "rolled_back",
-                "champion_version": result.rolled_back_to,
-                "reasons": [f"smoke check {c.name} failed: {c.detail}" for c in result.checks if not c.passed],
-                "message": result.message,
-            }
-        )
+        raise _rolled_back(result, [])
     ctx.set_outcome(message=f"v{result.version} promoted to champion; {result.message}")
     return {}
 
 
 def _src(*modules: str) -> tuple[str, ...]:
-    # The adapters in this module are part of every step's code.
-    return (*modules, "pipeline.wiring")
+    # The step's adapter in this module, and what it imports, join the key by themselves
+    # (``pipeline.step_code``): naming the whole module here would follow every adapter's
+    # imports and make each step depend on all the others' code.
+    return modules
 
 
 def commit_pipeline() -> list[Step]:
     """The commit pipeline's steps in order; append later stages to the returned list."""
     return [
+        Step(
+            "resume", resume_deploy_step, sources=_src("pipeline.deploy_server", "pipeline.registry"),
+            params=lambda c: {"deploy": c.deploy, "model_name": c.model_name, "tracking_uri": c.tracking_uri},
+            locked=True, effects=("registry", "process"),
+        ),
         Step(
             "ingest", ingest_step, sources=_src(_STEPS + "ingest", "pipeline.data", "pipeline.digest"),
             params=lambda c: {"data": str(c.data)},
@@ -391,14 +502,14 @@ def commit_pipeline() -> list[Step]:
             "register", register_step, sources=_src(_STEPS + "register", "pipeline.registry"),
             inputs=("gate", "evaluation", "ingest_info", "model", "train", "validation", "holdout",
                     "candidate_key", "validation_report"),
-            params=lambda c: {"model_name": c.model_name, "tracking_uri": c.tracking_uri},
-            locked=True,
+            params=lambda c: {"model_name": c.model_name, "tracking_uri": c.tracking_uri, "deploy": c.deploy},
+            locked=True, effects=("registry",),
         ),
         Step(
             "deploy", deploy_step,
             sources=_src(_STEPS + "deploy", _STEPS + "smoke_test", "serving.process"),
             inputs=("registration", "champion"),
             params=lambda c: {"deploy": c.deploy},
-            cache=False, locked=True,
+            locked=True, effects=("registry", "process"),
         ),
     ]

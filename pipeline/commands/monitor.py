@@ -5,8 +5,9 @@ Exit codes (``pipeline.exit_codes``): 0 for ``ok``, ``insufficient_data`` and ``
 (the outcome is printed: nothing to alarm on); 6 ``DRIFT_DETECTED`` for ``drift`` or
 ``performance_drop``, also after a retrain the gate decided (promoted or refused); the
 retrain's own code when the retrain itself broke (invalid data 4, error 1); 4 for
-unusable input (capture, labels, baseline, model version); 2 for bad arguments; 1 for
-anything unexpected. See docs/monitoring.md.
+unusable input (capture, labels, baseline, model version); 2 for bad arguments or a
+tracking URI that is malformed or names no registry (none is ever created); 1 for an
+unreachable tracking server (probed up front, a few seconds) or anything unexpected. See docs/monitoring.md.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--psi-threshold", type=float, help="PSI above which a feature drifts (default 0.2)")
     parser.add_argument("--p-value", type=float, help="significance level of the drift tests (default 0.01)")
     parser.add_argument("--max-auc-drop", type=float, help="ROC AUC drop that is a performance drop (default 0.05)")
+    parser.add_argument("--max-rows", type=int,
+                        help="rows kept for the drift tests; beyond it a uniform sample (default 100000)")
+    parser.add_argument("--max-rows-per-request", type=int,
+                        help="rows one request may contribute, so one client cannot dominate (default 100)")
+    parser.add_argument("--capture-retention-days", type=float,
+                        help="first delete local capture files last written more than this many days ago")
     parser.add_argument("--reports-dir", type=Path, help="where reports go (default: the local store's reports/)")
     parser.add_argument("--prometheus-file", type=Path, help="Prometheus textfile (default: <reports-dir>/monitor.prom)")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
@@ -62,6 +69,7 @@ def _usage(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the monitor with parsed arguments; returns the exit code."""
+    from pipeline.monitoring.capture import WindowLimits
     from pipeline.monitoring.errors import MonitorInputError
     from pipeline.monitoring.runner import MonitorOptions, record_retrain, run_monitor, run_retrain
     from pipeline.monitoring.thresholds import Thresholds
@@ -84,16 +92,39 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         thresholds = Thresholds(**overrides)
+        limits = WindowLimits(**{
+            name: value for name, value in (("max_rows", args.max_rows), ("max_rows_per_request", args.max_rows_per_request))
+            if value is not None
+        })
     except ValueError as error:
         return _usage(str(error))
+    if args.capture_retention_days is not None and (
+        args.capture_retention_days < 0 or str(args.capture or "").startswith("s3://")
+    ):
+        return _usage("--capture-retention-days needs a value >= 0 and a local capture folder "
+                      "(on S3 the bucket's lifecycle rule prunes capture)")
     if args.retrain and not args.retrain_data.exists():
         print(f"monitor: retrain data {args.retrain_data} does not exist", file=sys.stderr)
         return int(ExitCode.INVALID_DATA)
 
     # MLflow draws a download progress bar on stderr for the one baseline file: noise here.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from pipeline.tracking_uri import HTTP_RETRY_ENV, TrackingUnreachable, TrackingUriError, check_tracking_uri
+
     store = LocalStore.default()
-    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store.ensure().tracking_uri
+    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store.tracking_uri
+    for name, value in HTTP_RETRY_ENV.items():
+        os.environ.setdefault(name, value)
+    if tracking_uri == store.tracking_uri and (moved := store.relocate()):
+        print(f"monitor: {moved}", file=sys.stderr)
+    try:
+        # The monitor reads a registry; it never creates one (MLflow would, empty, on a typo).
+        check_tracking_uri(tracking_uri)
+    except TrackingUriError as error:
+        return _usage(str(error))
+    except TrackingUnreachable as error:
+        print(f"monitor: {error}", file=sys.stderr)
+        return int(ExitCode.ERROR)
     options = MonitorOptions(
         capture=args.capture or str(store.capture_dir),
         tracking_uri=tracking_uri,
@@ -108,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         stack=args.stack,
         region=args.region,
         publish_cloudwatch=args.publish_cloudwatch,
+        limits=limits,
+        capture_retention_days=args.capture_retention_days,
     )
     try:
         outcome = run_monitor(options)

@@ -4,12 +4,14 @@ Validate, split, train, evaluate, gate, register, then serve a newly promoted ch
 on 127.0.0.1 and smoke-test it (rolling the alias back if it fails), with progress per
 step and a summary at the end (champion, gate decision and reasons, report, how to open
 the MLflow UI). Exit codes: 0 promoted or nothing to do, 3 gate refused, 4 invalid data,
-5 smoke test failed and rolled back, 1 error (``pipeline/exit_codes.py``).
+5 smoke test failed and rolled back, 1 error (``pipeline/exit_codes.py``); 143 when
+stopped by SIGTERM, after stopping the deploy server (the next run finishes the deploy).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,9 @@ def add_parser(subparsers: Any) -> None:
                         help="training hyperparameter, e.g. --param n_estimators=200 --param device=cpu")
     parser.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE",
                         help="gate threshold, e.g. --gate min_roc_auc=0.9 --gate auc_tolerance=0.005")
+    parser.add_argument("--create-registry", action="store_true",
+                        help="create the registry --tracking-uri names (SQLite file, file store) or the --store "
+                             "folder when it does not exist; without it a missing one is refused (exit 2)")
     parser.add_argument("--no-deploy", dest="deploy", action="store_false",
                         help="stop after register: do not serve and smoke-test a new champion locally")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -61,6 +66,7 @@ def summary(result: Any) -> str:
         "",
         f"Outcome:   {result.status} (exit {int(result.exit_code)} {result.exit_code.name.lower()})",
         f"           {result.message}" if result.message else "",
+        *[f"Note:      {note}" for note in result.notes],
         f"Champion:  {'v' + result.champion_version if result.champion_version else 'none'}",
         f"Candidate: {'v' + result.model_version if result.model_version else '-'}",
         f"Gate:      {decision}",
@@ -69,6 +75,16 @@ def summary(result: Any) -> str:
         f"MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri}",
     ]
     return "\n".join(line for line in lines if line)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``finally`` runs on the way out:
+    the deploy server is stopped, half-written cache folders removed, the lock released.
+    (Python's default for SIGTERM is to die on the spot and leak the server.)"""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -101,17 +117,45 @@ def run_command(args: argparse.Namespace) -> int:
     except (ValueError, argparse.ArgumentTypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE)
+    import os
+
+    from pipeline.tracking_uri import HTTP_RETRY_ENV, TrackingUnreachable, TrackingUriError
+
+    if args.store is not None and not args.store.exists() and not args.create_registry:
+        print(f"error: store folder {args.store} does not exist; pass --create-registry to create a new, "
+              "empty store (its registry has no champion to compare against)", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    store = LocalStore(args.store.resolve()) if args.store else LocalStore.default()
+    if not (store.root / "mlflow.db").exists() and not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        print(f"note: creating a new local store at {store.root} (empty registry)", file=sys.stderr)
+    for name, value in HTTP_RETRY_ENV.items():
+        os.environ.setdefault(name, value)
     config = RunConfig(
         data=args.data,
         tracking_uri=args.tracking_uri,
         model_name=args.model_name,
-        store=LocalStore(args.store.resolve()) if args.store else None,
+        store=store,
         force=args.force,
         hyperparameters=hyperparameters,
         gate=gate_thresholds,
         deploy=args.deploy,
+        create_registry=args.create_registry,
     )
-    result = run_pipeline(config)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        result = run_pipeline(config)
+    except TrackingUriError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    except TrackingUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(ExitCode.ERROR)
+    except Terminated:
+        print("run: stopped by SIGTERM; the deploy server (if any) was stopped and the registry lock "
+              "released; the next run finishes an interrupted deploy", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if args.json:
         import json
 

@@ -149,6 +149,10 @@ def _registry_champion(params: dict[str, str]) -> tuple[Any, str] | None:
     uri = params.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         return None
+    from pipeline.tracking_uri import check_tracking_uri
+
+    # A mistyped registry would read as "no champion" and gate a first model by the floor only.
+    check_tracking_uri(uri)
     from pipeline.registry import current_champion
     from pipeline.steps.register import load_champion_model
 
@@ -210,6 +214,13 @@ def run_register(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
     uri = params.pop("tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise StepUsageError("register needs a tracking URI: --param tracking_uri=... or MLFLOW_TRACKING_URI")
+    from pipeline.tracking_uri import check_tracking_uri
+
+    create = params.pop("create_registry", "false").strip().lower()
+    if create not in ("true", "false"):
+        raise StepUsageError(f"create_registry must be true or false, got {create!r}")
+    # Never register into a registry a typo would create (unless asked to).
+    check_tracking_uri(uri, create=create == "true")
     name = params.pop("model_name", None) or os.environ.get("MLOPS_MODEL_NAME", DEFAULT_MODEL_NAME)
     if params.get("git_commit"):
         os.environ["GIT_COMMIT"] = params["git_commit"]
@@ -262,7 +273,7 @@ def allowed_params(name: str) -> set[str]:
         "train": set(Hyperparameters.__dataclass_fields__),
         "evaluate": set(GateThresholds.__dataclass_fields__) | registry,
         "gate": set(GateThresholds.__dataclass_fields__) | registry,
-        "register": registry | {"git_commit", "image_digest"},
+        "register": registry | {"git_commit", "image_digest", "create_registry"},
     }[name]
 
 
@@ -274,7 +285,10 @@ def step_command(args: argparse.Namespace) -> int:
     configuration error (exit 2) naming the secret, never a gate refusal.
     """
     from pipeline.tracking_credentials import SECRET_ENV, CredentialsError, is_auth_refusal, load_tracking_credentials
+    from pipeline.tracking_uri import HTTP_RETRY_ENV, TrackingUnreachable
 
+    for name, value in HTTP_RETRY_ENV.items():
+        os.environ.setdefault(name, value)
     secret: str | None = None
     try:
         params = _params(args.param)
@@ -289,6 +303,9 @@ def step_command(args: argparse.Namespace) -> int:
     except (StepUsageError, ValueError, FileNotFoundError, CredentialsError) as exc:
         print(f"error: step {args.name}: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE)
+    except TrackingUnreachable as exc:
+        print(f"error: step {args.name}: {exc}", file=sys.stderr)
+        return int(ExitCode.ERROR)
     except Exception as exc:
         if not is_auth_refusal(exc):
             raise

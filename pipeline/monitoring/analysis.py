@@ -6,7 +6,8 @@ read. The verdict is one of five, in this order of precedence:
 
 - ``empty``: no captured rows for the serving model version;
 - ``insufficient_data``: fewer rows than ``Thresholds.min_rows``, too few for a test to
-  mean anything, so the monitor says so instead of alarming;
+  mean anything, or no probabilities to compare (all null), so the monitor says so
+  instead of alarming or claiming "ok";
 - ``performance_drop``: labelled rows show ROC AUC fell past a limit (overall or a slice);
 - ``drift``: a feature or the predictions drifted, or a data-quality check failed;
 - ``ok``.
@@ -115,6 +116,11 @@ def _capture_summary(window: CaptureWindow) -> dict[str, Any]:
         "lines": window.lines,
         "requests": window.requests,
         "rows": window.rows,
+        "rows_read": window.rows_read,
+        "rows_over_request_cap": window.rows_over_request_cap,
+        "max_rows": window.limits.max_rows,
+        "max_rows_per_request": window.limits.max_rows_per_request,
+        "damaged_files": list(window.damaged_files),
         "malformed_lines": window.malformed_lines,
         "malformed_examples": list(window.malformed_examples),
         "other_model_lines": window.other_model_lines,
@@ -133,6 +139,10 @@ def _labels_summary(labels: LabelJoin) -> dict[str, Any]:
         "unknown_request_ids": labels.unknown_request_ids,
         "unknown_request_examples": list(labels.unknown_request_examples),
         "unknown_rows": labels.unknown_rows,
+        "ambiguous_request_ids": labels.ambiguous_request_ids,
+        "ambiguous_labels": labels.ambiguous_labels,
+        "ambiguous_examples": list(labels.ambiguous_examples),
+        "over_cap": labels.over_cap,
     }
 
 
@@ -165,6 +175,15 @@ def analyse(
     )
     if window.malformed_lines:
         result.notes.append(f"skipped {window.malformed_lines} malformed capture line(s) of {window.lines}")
+    for damaged in window.damaged_files:
+        result.notes.append(f"capture file ended early, lines before the damage kept: {damaged}")
+    if window.rows_over_request_cap:
+        result.notes.append(
+            f"{window.rows_over_request_cap} row(s) of large requests left out: a request counts at most "
+            f"{window.limits.max_rows_per_request} rows, so one client's batches cannot dominate the window"
+        )
+    if window.sampled:
+        result.notes.append(f"window sampled uniformly: {window.rows} of {window.rows_read} rows (max_rows)")
     if window.other_model_rows:
         result.notes.append(
             f"left out {window.other_model_rows} row(s) captured for other model versions: {window.versions_seen}"
@@ -177,6 +196,14 @@ def analyse(
             )
         if labels.unknown_rows:
             result.notes.append(f"{labels.unknown_rows} label(s) name a row their request does not have")
+        if labels.ambiguous_request_ids:
+            result.notes.append(
+                f"{labels.ambiguous_labels} label(s) of {labels.ambiguous_request_ids} request id(s) excluded: each id "
+                "appears in more than one capture record, so its labels cannot be placed, e.g. "
+                + ", ".join(labels.ambiguous_examples)
+            )
+        if labels.over_cap:
+            result.notes.append(f"{labels.over_cap} labelled row(s) beyond max_labelled_rows left out")
         if labels.malformed or labels.duplicates:
             result.notes.append(f"{labels.malformed} malformed and {labels.duplicates} repeated label line(s) skipped")
 
@@ -205,7 +232,7 @@ def analyse(
     result.prediction = prediction_drift(baseline.frame[PREDICTION_COLUMN].to_numpy(), window.probabilities, thresholds)
     if labels is not None:
         result.performance = evaluate_performance(
-            window.features, labels.labels, window.probabilities, window.predictions,
+            labels.features, labels.labels, labels.probabilities, labels.predictions,
             baseline.frame, baseline.holdout_roc_auc, thresholds,
         )
         if result.performance.note:
@@ -237,6 +264,15 @@ def analyse(
     elif drift_reasons:
         result.verdict = Verdict.DRIFT
         result.reasons = drift_reasons
+    elif result.prediction.psi is None:
+        # No probabilities (all null, or the model has no predict_proba): prediction drift
+        # was never compared, and "PSI 0.000, ok" would claim that it was.
+        scored = int(np.isfinite(window.probabilities).sum())
+        result.verdict = Verdict.INSUFFICIENT_DATA
+        result.reasons.append(
+            f"only {scored} of {window.rows} row(s) for {target} carry a probability: prediction drift "
+            "cannot be judged, so no verdict (no feature drifted)"
+        )
     else:
         top = max((f for f in result.features if f.psi is not None), key=lambda f: f.psi or 0.0, default=None)
         summary = f"no feature drifted on {window.rows} rows"

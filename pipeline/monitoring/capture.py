@@ -1,24 +1,43 @@
-"""Read a window of captured predictions: the serving capture's JSON Lines files.
+"""Read a window of captured predictions: the serving capture's JSON Lines files, streamed.
 
 The server writes ``capture-*.jsonl`` files (format in docs/contracts.md, "Serving"), one
 line per sampled request, into a local folder; on AWS they are shipped to an S3 prefix.
-This module reads either into one frame of feature rows with their request id, row
-index, prediction and probability. A line that is not valid JSON or does not follow the
-contract is skipped and counted (with a few examples for the report), never fatal: one
-bad write must not blind the monitor. Lines from another model or model version are
-counted and left out, so the window is compared with the baseline of the model that
-actually scored it.
+This module streams either, line by line, into one bounded sample of feature rows with
+their request id, row index, prediction and probability.
+
+Bounded work, whatever arrives:
+
+- Memory does not grow with the capture: the drift window is a uniform reservoir sample
+  of at most ``WindowLimits.max_rows`` rows (Vitter's algorithm R over every row read),
+  and files are decompressed as streams, never whole. Reading everything into one frame
+  once took 16 times the capture's size.
+- One client cannot own the window: a request contributes at most
+  ``max_rows_per_request`` rows (drawn at random from its batch); the rest are counted.
+- A bad line is skipped and counted (with a few examples for the report), never fatal:
+  invalid JSON, an integer beyond Python's 4,300-digit limit, a line over
+  ``MAX_LINE_BYTES``, a line that breaks the contract.
+- A truncated or corrupt ``.gz`` file is named in the window and the lines read before
+  the damage are kept; the other files are read as usual.
+
+Lines from another model or model version are counted and left out, so the window is
+compared with the baseline of the model that actually scored it. When labels are given
+(``pipeline.monitoring.labels``), every captured row that has one is kept beside the
+sample, so that late labels are joined on the server-issued ``request_id`` exactly.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
+import random
+import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import numpy as np
 import pandas as pd
@@ -30,6 +49,26 @@ CAPTURE_PREFIX: Final = "capture-"
 CAPTURE_SUFFIXES: Final = (".jsonl", ".jsonl.gz")
 MAX_EXAMPLES: Final = 5
 """How many malformed-line examples the report keeps (the count is always exact)."""
+MAX_LINE_BYTES: Final = 32 * 1024 * 1024
+"""A capture line longer than this is skipped unread (the server caps a request at 6 MiB)."""
+
+
+@dataclass(frozen=True)
+class WindowLimits:
+    """Caps that keep a monitor run's memory and one client's weight bounded."""
+
+    max_rows: int = 100_000
+    """Rows kept for the drift tests (a uniform sample of all rows read beyond this)."""
+    max_rows_per_request: int = 100
+    """Rows one request may contribute: a client's 10,000-row batches weigh as 100 rows."""
+    max_labelled_rows: int = 200_000
+    """Labelled rows kept for the performance check."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_rows", "max_rows_per_request", "max_labelled_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"WindowLimits.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -38,7 +77,8 @@ class CaptureWindow:
 
     ``features`` has every column of ``pipeline.schema.FEATURES`` (numeric ones as float,
     NaN where missing or not a number; categorical ones as str or None); the arrays
-    beside it are aligned with its rows.
+    beside it are aligned with its rows. ``rows_read`` counts every row of the serving
+    version; ``features`` holds the bounded sample of them.
     """
 
     source: str
@@ -56,10 +96,25 @@ class CaptureWindow:
     other_model_rows: int = 0
     versions_seen: dict[str, int] = field(default_factory=dict)
     non_numeric: dict[str, int] = field(default_factory=dict)
+    rows_read: int = 0
+    rows_over_request_cap: int = 0
+    damaged_files: list[str] = field(default_factory=list)
+    """Files that ended early (truncated or corrupt compression), with the reason."""
+    limits: WindowLimits = field(default_factory=WindowLimits)
+    model_name: str | None = None
+    model_version: str | None = None
+    """The model filter the window was read with (None: any)."""
+    labelled: Any = None
+    """The rows that have a label, when labels were given (``labels.LabelledRows``)."""
 
     @property
     def rows(self) -> int:
         return len(self.features)
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the window holds a sample rather than every row read."""
+        return self.rows < self.rows_read - self.rows_over_request_cap
 
 
 def _is_number(value: object) -> bool:
@@ -93,21 +148,45 @@ def _check_line(record: object) -> str | None:
     return None
 
 
-def _local_files(path: Path) -> list[tuple[str, bytes]]:
-    if not path.exists():
-        raise CaptureError(f"capture path {path} does not exist")
-    if path.is_file():
-        return [(str(path), path.read_bytes())]
-    files = sorted(p for p in path.iterdir() if p.is_file() and _is_capture_name(p.name))
-    return [(str(p), p.read_bytes()) for p in files]
-
-
 def _is_capture_name(name: str) -> bool:
     return name.startswith(CAPTURE_PREFIX) and name.endswith(CAPTURE_SUFFIXES)
 
 
-def _s3_files(uri: str) -> list[tuple[str, bytes]]:
-    """Every capture object under an ``s3://bucket/prefix``, in key order.
+def prune_capture(source: str | Path, retention_days: float, *, now: float | None = None) -> list[str]:
+    """Delete the capture files in a local folder last written more than ``retention_days``
+    ago; returns their names. The server only appends, so capture grows until pruned.
+
+    Raises ``CaptureError`` for an S3 prefix (there, retention is the bucket's lifecycle
+    rule, not a monitor's job) or a negative retention."""
+    import time
+
+    if retention_days < 0:
+        raise CaptureError(f"capture retention must be >= 0 days, got {retention_days}")
+    if str(source).startswith("s3://"):
+        raise CaptureError("capture retention on S3 is the bucket's lifecycle rule; --capture-retention-days "
+                           "prunes local capture folders only")
+    folder = Path(source)
+    if not folder.is_dir():
+        return []
+    cutoff = (time.time() if now is None else now) - retention_days * 86_400
+    pruned = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and _is_capture_name(path.name) and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            pruned.append(path.name)
+    return pruned
+
+
+def _local_files(path: Path) -> list[tuple[str, Any]]:
+    if not path.exists():
+        raise CaptureError(f"capture path {path} does not exist")
+    if path.is_file():
+        return [(str(path), path)]
+    return [(str(p), p) for p in sorted(p for p in path.iterdir() if p.is_file() and _is_capture_name(p.name))]
+
+
+def _s3_files(uri: str) -> list[tuple[str, Any]]:
+    """Every capture object under an ``s3://bucket/prefix``, in key order, opened lazily.
 
     The client honours ``AWS_ENDPOINT_URL`` (moto's server in tests). A missing bucket or
     a denied listing is bad input, not a crash.
@@ -123,25 +202,76 @@ def _s3_files(uri: str) -> list[tuple[str, bytes]]:
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             keys.extend(o["Key"] for o in page.get("Contents", []) if _is_capture_name(o["Key"].rsplit("/", 1)[-1]))
-        return [(f"s3://{bucket}/{k}", client.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in sorted(keys)]
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "?")
         raise CaptureError(f"cannot read capture at {uri}: {code}") from error
 
+    def opener(key: str) -> Any:
+        def open_object() -> IO[bytes]:
+            try:
+                return client.get_object(Bucket=bucket, Key=key)["Body"]
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "?")
+                raise CaptureError(f"cannot read s3://{bucket}/{key}: {code}") from error
 
-def _lines(name: str, payload: bytes) -> Iterator[str]:
-    if name.endswith(".gz"):
-        try:
-            payload = gzip.decompress(payload)
-        except (OSError, EOFError) as error:
-            raise CaptureError(f"capture file {name} is not valid gzip: {error}") from error
-    yield from payload.decode("utf-8", errors="replace").splitlines()
+        return open_object
+
+    return [(f"s3://{bucket}/{k}", opener(k)) for k in sorted(keys)]
+
+
+@contextmanager
+def _open(name: str, source: Any) -> Iterator[IO[bytes]]:
+    """A binary stream of the file, decompressed on the fly for ``.gz``; closes everything."""
+    with ExitStack() as stack:
+        if isinstance(source, Path):
+            raw: Any = stack.enter_context(source.open("rb"))
+        elif isinstance(source, (bytes, bytearray)):
+            raw = io.BytesIO(source)
+        else:
+            raw = stack.enter_context(closing(source()))
+        if name.endswith(".gz"):
+            raw = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+        yield raw
+
+
+def _bounded_lines(stream: IO[bytes]) -> Iterator[bytes | None]:
+    """The stream's lines; None for a line longer than ``MAX_LINE_BYTES`` (skipped unread)."""
+    while True:
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+            continue
+        yield line
 
 
 def _as_float(value: Any) -> float:
     if _is_number(value):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer too large for a float: not a usable number
+            return math.nan
     return math.nan
+
+
+class _Reservoir:
+    """Vitter's algorithm R: a uniform sample of at most ``size`` items from a stream."""
+
+    def __init__(self, size: int, rng: random.Random) -> None:
+        self.size, self.rng, self.seen, self.items = size, rng, 0, []
+
+    def slot(self) -> int | None:
+        """Count one more item; where to store it, or None to drop it. Asking before
+        building the item keeps the cost of the many dropped rows to one random draw."""
+        self.seen += 1
+        if len(self.items) < self.size:
+            self.items.append(None)
+            return len(self.items) - 1
+        slot = self.rng.randrange(self.seen)
+        return slot if slot < self.size else None
 
 
 def read_capture(
@@ -149,26 +279,66 @@ def read_capture(
     *,
     model_name: str | None = None,
     model_version: str | None = None,
+    limits: WindowLimits | None = None,
+    labels: Any = None,
 ) -> CaptureWindow:
-    """Read every capture file at ``source`` (a folder, one file, or ``s3://bucket/prefix``).
+    """Stream every capture file at ``source`` (a folder, one file, or ``s3://bucket/prefix``).
 
     Lines whose ``model_name``/``model_version`` differ from the given ones (when given)
-    are counted in ``other_model_*`` and left out. Raises ``CaptureError`` when the source
-    does not exist or cannot be listed; a source with no files gives an empty window.
+    are counted in ``other_model_*`` and left out. ``labels`` (``labels.LabelIndex``)
+    makes the window keep the labelled rows beside the sample. Raises ``CaptureError``
+    when the source does not exist or cannot be listed; a source with no files gives an
+    empty window.
     """
     text = str(source)
     files = _s3_files(text) if text.startswith("s3://") else _local_files(Path(text))
-    return parse_capture(text, files, model_name=model_name, model_version=model_version)
+    return parse_capture(text, files, model_name=model_name, model_version=model_version, limits=limits, labels=labels)
+
+
+def _records(window: CaptureWindow, files: Iterable[tuple[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every contract-abiding record of the files; counts and notes everything else."""
+    for name, source in files:
+        window.files += 1
+        number = 0
+        try:
+            with _open(name, source) as stream:
+                for number, raw in enumerate(_bounded_lines(stream), start=1):
+                    if raw is not None and not raw.strip():
+                        continue
+                    window.lines += 1
+                    problem = f"line longer than {MAX_LINE_BYTES} bytes" if raw is None else None
+                    record = None
+                    if raw is not None:
+                        try:
+                            record = json.loads(raw)
+                            problem = _check_line(record)
+                        except (ValueError, RecursionError) as error:
+                            # ValueError covers invalid JSON, bad UTF-8 and integers past
+                            # Python's digit limit.
+                            problem = "not valid JSON" if isinstance(error, json.JSONDecodeError) else f"unreadable value: {str(error)[:80]}"
+                    if problem is not None:
+                        window.malformed_lines += 1
+                        if len(window.malformed_examples) < MAX_EXAMPLES:
+                            window.malformed_examples.append(f"{name}:{number}: {problem}")
+                        continue
+                    yield record
+        except (EOFError, OSError, zlib.error) as error:
+            # A truncated or corrupt file: what was read before the damage stands.
+            window.damaged_files.append(f"{name}: {type(error).__name__}: {error} (after line {number})")
 
 
 def parse_capture(
     source: str,
-    files: Iterable[tuple[str, bytes]],
+    files: Iterable[tuple[str, Any]],
     *,
     model_name: str | None = None,
     model_version: str | None = None,
+    limits: WindowLimits | None = None,
+    labels: Any = None,
 ) -> CaptureWindow:
-    """Parse capture file contents (``(name, bytes)`` pairs) into a window; see ``read_capture``."""
+    """Parse capture files (``(name, path | bytes | opener)`` pairs) into a window; see
+    ``read_capture``."""
+    limits = limits or WindowLimits()
     window = CaptureWindow(
         source=source,
         features=pd.DataFrame(),
@@ -176,71 +346,72 @@ def parse_capture(
         row_index=np.array([], dtype=np.int64),
         predictions=np.array([], dtype=np.float64),
         probabilities=np.array([], dtype=np.float64),
+        limits=limits,
+        model_name=model_name,
+        model_version=None if model_version is None else str(model_version),
     )
-    # Rows are grouped by their column list so each group becomes one frame: building a
-    # frame per request would cost more than parsing on a window of many small requests.
-    blocks: dict[tuple[str, ...], list[list[Any]]] = {}
-    positions: dict[tuple[str, ...], list[int]] = {}
-    request_ids: list[str] = []
-    row_index: list[int] = []
-    predictions: list[float] = []
-    probabilities: list[float] = []
-    for name, payload in files:
-        window.files += 1
-        for number, line in enumerate(_lines(name, payload), start=1):
-            if not line.strip():
+    rng = random.Random(limits.seed)
+    reservoir = _Reservoir(limits.max_rows, rng)
+    for record in _records(window, files):
+        rows = record["rows"]
+        n_rows = len(rows)
+        line_model = str(record.get("model_name", ""))
+        line_version = str(record.get("model_version", ""))
+        key = f"{line_model}/v{line_version}"
+        window.versions_seen[key] = window.versions_seen.get(key, 0) + n_rows
+        if (model_name is not None and line_model != model_name) or (
+            model_version is not None and line_version != str(model_version)
+        ):
+            window.other_model_lines += 1
+            window.other_model_rows += n_rows
+            continue
+        window.requests += 1
+        window.rows_read += n_rows
+        positions = {column: i for i, column in enumerate(record["columns"])}
+        picks = [positions.get(column) for column in FEATURES]
+        probabilities = record["probabilities"] or [None] * n_rows
+        request_id = record["request_id"]
+        if labels is not None:
+            labels.observe(request_id, rows, picks, record["predictions"], probabilities)
+        chosen: Iterable[int] = range(n_rows)
+        if n_rows > limits.max_rows_per_request:
+            window.rows_over_request_cap += n_rows - limits.max_rows_per_request
+            chosen = sorted(rng.sample(range(n_rows), limits.max_rows_per_request))
+        for index in chosen:
+            slot = reservoir.slot()
+            if slot is None:
                 continue
-            window.lines += 1
-            try:
-                record = json.loads(line)
-                problem = _check_line(record)
-            except (json.JSONDecodeError, RecursionError):
-                problem = "not valid JSON"
-            if problem is not None:
-                window.malformed_lines += 1
-                if len(window.malformed_examples) < MAX_EXAMPLES:
-                    window.malformed_examples.append(f"{name}:{number}: {problem}")
-                continue
-            n_rows = len(record["rows"])
-            line_model = str(record.get("model_name", ""))
-            line_version = str(record.get("model_version", ""))
-            if (model_name is not None and line_model != model_name) or (
-                model_version is not None and line_version != str(model_version)
-            ):
-                window.other_model_lines += 1
-                window.other_model_rows += n_rows
-                key = f"{line_model}/v{line_version}"
-                window.versions_seen[key] = window.versions_seen.get(key, 0) + n_rows
-                continue
-            key = f"{line_model}/v{line_version}"
-            window.versions_seen[key] = window.versions_seen.get(key, 0) + n_rows
-            window.requests += 1
-            columns = tuple(record["columns"])
-            start = len(request_ids)
-            blocks.setdefault(columns, []).extend(record["rows"])
-            positions.setdefault(columns, []).extend(range(start, start + n_rows))
-            request_ids.extend([record["request_id"]] * n_rows)
-            row_index.extend(range(n_rows))
-            predictions.extend(_as_float(v) for v in record["predictions"])
-            probabilities.extend(_as_float(v) for v in record["probabilities"] or [math.nan] * n_rows)
+            row = rows[index]
+            reservoir.items[slot] = (
+                request_id, index, _as_float(record["predictions"][index]), _as_float(probabilities[index]),
+                [None if p is None else row[p] for p in picks],
+            )
+    kept = reservoir.items
+    window.features = frame_of([item[4] for item in kept], window.non_numeric)
+    window.request_ids = np.asarray([item[0] for item in kept], dtype=object)
+    window.row_index = np.asarray([item[1] for item in kept], dtype=np.int64)
+    window.predictions = np.asarray([item[2] for item in kept], dtype=np.float64)
+    window.probabilities = np.asarray([item[3] for item in kept], dtype=np.float64)
+    if labels is not None:
+        window.labelled = labels.finish()
+    return window
 
-    frames = [
-        pd.DataFrame(rows, columns=list(columns), index=positions[columns]).loc[:, lambda f: ~f.columns.duplicated()]
-        for columns, rows in blocks.items()
-    ]
-    raw = pd.concat(frames).sort_index() if frames else pd.DataFrame(index=pd.RangeIndex(0))
-    raw = raw.reindex(columns=list(FEATURES)).reset_index(drop=True)
+
+def frame_of(rows: list[list[Any]], non_numeric: dict[str, int] | None = None) -> pd.DataFrame:
+    """Feature rows (in ``FEATURES`` order) as a typed frame: numeric columns float (NaN
+    where missing or not a number, counted into ``non_numeric``), categoricals str or None."""
+    raw = pd.DataFrame(rows, columns=list(FEATURES), dtype=object) if rows else pd.DataFrame(columns=list(FEATURES), dtype=object)
     for column in NUMERIC_FEATURES:
-        present = raw[column].notna()
-        numeric = pd.to_numeric(raw[column], errors="coerce").astype(np.float64)
-        window.non_numeric[column] = int((present & numeric.isna()).sum())
+        # Numbers as floats (one too large for a float is NaN); strings as pandas parses
+        # them ("41" is 41, "forty" is not a number and is counted).
+        values = pd.Series([_as_float(v) if _is_number(v) else v for v in raw[column]], index=raw.index, dtype=object)
+        numeric = pd.to_numeric(values, errors="coerce").astype(np.float64)
+        if non_numeric is not None:
+            non_numeric[column] = int((values.notna() & numeric.isna()).sum())
         raw[column] = numeric
     for column in CATEGORICAL_FEATURES:
-        raw[column] = raw[column].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
-        raw[column] = raw[column].astype(object)
-    window.features = raw
-    window.request_ids = np.asarray(request_ids, dtype=object)
-    window.row_index = np.asarray(row_index, dtype=np.int64)
-    window.predictions = np.asarray(predictions, dtype=np.float64)
-    window.probabilities = np.asarray(probabilities, dtype=np.float64)
-    return window
+        raw[column] = pd.Series(
+            [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in raw[column]],
+            index=raw.index, dtype=object,
+        )
+    return raw.reset_index(drop=True)

@@ -1,22 +1,32 @@
-"""Ground-truth labels that arrive after the predictions, joined onto the capture window.
+"""Ground-truth labels that arrive after the predictions, joined onto the captured rows.
 
-Labels come as CSV ``request_id,row,label`` (docs/contracts.md, "Serving"): ``row`` is the
-0-based row inside its request. A label whose request id is not in the window (another
-model version, an older window, a typo upstream) cannot be used; it is counted and a few
-ids are kept for the report, because a steady stream of them means the join upstream is
-broken. Lines with a bad row or a label other than 0/1 are counted as malformed.
+Labels come as CSV ``request_id,row,label`` (docs/contracts.md, "Serving"): ``request_id``
+is the id the *server* issued for the request (returned in the response body and its
+``X-Request-Id`` header, and written as ``request_id`` in the capture); ``row`` is the
+0-based row inside that request. A client's own header is kept apart as
+``client_request_id`` and never joined on: clients reuse ids, and one reused id once let
+10 label lines label 600 rows.
+
+The join is exact and bounded: the labels file is indexed first (its size is the labels',
+not the capture's), then the capture stream offers every record to the index, which keeps
+only rows that have a label. A request id found in more than one capture record is
+ambiguous: its labels are excluded and counted, never fanned out. Labels whose request id
+never appears (another model version, an older window, a typo upstream) are counted with
+a few examples, because a steady stream of them means the join upstream is broken. Lines
+with a bad row or a label other than 0/1 are counted as malformed.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
-from pipeline.monitoring.capture import MAX_EXAMPLES, CaptureWindow
+from pipeline.monitoring.capture import MAX_EXAMPLES, frame_of
 from pipeline.monitoring.errors import LabelsError
 
 LABEL_COLUMNS: Final = ("request_id", "row", "label")
@@ -24,10 +34,15 @@ LABEL_COLUMNS: Final = ("request_id", "row", "label")
 
 @dataclass
 class LabelJoin:
-    """Labels aligned with the window's rows (NaN where none arrived) and join counts."""
+    """The labelled captured rows (features, scores, labels aligned) and the join's counts."""
 
     source: str
     labels: np.ndarray
+    request_ids: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    row_index: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int64))
+    features: pd.DataFrame = field(default_factory=pd.DataFrame)
+    probabilities: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.float64))
+    predictions: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.float64))
     label_lines: int = 0
     matched: int = 0
     malformed: int = 0
@@ -35,6 +50,82 @@ class LabelJoin:
     unknown_request_ids: int = 0
     unknown_request_examples: list[str] = field(default_factory=list)
     unknown_rows: int = 0
+    ambiguous_request_ids: int = 0
+    """Labelled request ids that more than one capture record carries: excluded."""
+    ambiguous_labels: int = 0
+    ambiguous_examples: list[str] = field(default_factory=list)
+    over_cap: int = 0
+    """Labelled rows beyond ``WindowLimits.max_labelled_rows``, left out."""
+
+
+class LabelIndex:
+    """The labels file, indexed by request id, collecting labelled rows from a capture stream.
+
+    Give it to ``capture.read_capture(..., labels=index)``; the window's ``labelled`` is
+    then this index's :class:`LabelJoin`.
+    """
+
+    def __init__(self, labels: pd.DataFrame, *, source: str = "", max_rows: int = 200_000) -> None:
+        self.join = LabelJoin(source=source, labels=np.array([], dtype=np.float64), label_lines=len(labels))
+        self.max_rows = max_rows
+        rows = pd.to_numeric(labels["row"].str.strip(), errors="coerce")
+        values = pd.to_numeric(labels["label"].str.strip(), errors="coerce")
+        ids = labels["request_id"].str.strip()
+        valid = rows.notna() & np.isfinite(rows) & (rows >= 0) & (rows == rows.round()) & values.isin([0, 1]) & (ids != "")
+        self.join.malformed = int((~valid).sum())
+        clean = pd.DataFrame({"request_id": ids[valid], "row": rows[valid].astype(np.int64), "label": values[valid].astype(np.int64)})
+        keyed = clean.drop_duplicates(subset=["request_id", "row"], keep="last")
+        self.join.duplicates = len(clean) - len(keyed)
+        self.by_request: dict[str, dict[int, int]] = {}
+        for request_id, row, label in zip(keyed["request_id"], keyed["row"], keyed["label"], strict=True):
+            self.by_request.setdefault(request_id, {})[int(row)] = int(label)
+        self.records: Counter[str] = Counter()
+        self.collected: dict[str, list[tuple[Any, ...]]] = {}
+
+    def observe(self, request_id: str, rows: list[list[Any]], picks: list[int | None],
+                predictions: list[Any], probabilities: list[Any]) -> None:
+        """Offer one capture record (of the serving version) to the index."""
+        wanted = self.by_request.get(request_id)
+        if wanted is None:
+            return
+        self.records[request_id] += 1
+        if self.records[request_id] > 1:
+            return  # ambiguous: dropped at the end, whichever record came first
+        kept = self.collected.setdefault(request_id, [])
+        for row, label in wanted.items():
+            if row < len(rows):
+                values = rows[row]
+                kept.append((row, label, predictions[row], probabilities[row],
+                             [None if p is None else values[p] for p in picks], request_id))
+
+    def finish(self) -> LabelJoin:
+        """The join: labelled rows of unambiguous requests, up to ``max_rows``, and counts."""
+        from pipeline.monitoring.capture import _as_float
+
+        join = self.join
+        unknown = [r for r in self.by_request if r not in self.records]
+        join.unknown_request_ids = sum(len(self.by_request[r]) for r in unknown)
+        join.unknown_request_examples = unknown[:MAX_EXAMPLES]
+        ambiguous = [r for r, n in self.records.items() if n > 1]
+        join.ambiguous_request_ids = len(ambiguous)
+        join.ambiguous_labels = sum(len(self.by_request[r]) for r in ambiguous)
+        join.ambiguous_examples = [f"{r} ({self.records[r]} records)" for r in ambiguous[:MAX_EXAMPLES]]
+        rows: list[tuple[Any, ...]] = []
+        for request_id, collected in self.collected.items():
+            if self.records[request_id] > 1:
+                continue
+            join.unknown_rows += len(self.by_request[request_id]) - len(collected)
+            rows.extend(collected)
+        join.over_cap = max(0, len(rows) - self.max_rows)
+        rows = rows[: self.max_rows]
+        join.matched = len(rows)
+        join.labels = np.asarray([r[1] for r in rows], dtype=np.float64)
+        join.request_ids = np.asarray([r[5] for r in rows], dtype=object)
+        join.row_index = np.asarray([r[0] for r in rows], dtype=np.int64)
+        join.predictions = np.asarray([_as_float(r[2]) for r in rows], dtype=np.float64)
+        join.probabilities = np.asarray([_as_float(r[3]) for r in rows], dtype=np.float64)
+        join.features = frame_of([r[4] for r in rows])
+        return join
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
@@ -56,34 +147,17 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     return frame.loc[:, list(LABEL_COLUMNS)]
 
 
-def join_labels(window: CaptureWindow, labels: pd.DataFrame, *, source: str = "") -> LabelJoin:
-    """Attach each label to its captured row by ``(request_id, row)``.
+def join_labels(window: Any, labels: pd.DataFrame, *, source: str = "") -> LabelJoin:
+    """Join ``labels`` onto the capture a window was read from (``window.source``, with its
+    model filter and limits), streaming it once more with the labels indexed.
 
-    Malformed label lines (row not a non-negative integer, label not 0 or 1) are counted
-    and dropped; for a row labelled twice the last label wins and the repeat is counted.
+    The runner passes a ``LabelIndex`` to ``read_capture`` directly and reads once; this
+    is the convenience for a window already in hand.
     """
-    joined = LabelJoin(source=source, labels=np.full(window.rows, np.nan), label_lines=len(labels))
-    rows = pd.to_numeric(labels["row"].str.strip(), errors="coerce")
-    values = pd.to_numeric(labels["label"].str.strip(), errors="coerce")
-    ids = labels["request_id"].str.strip()
-    valid = rows.notna() & np.isfinite(rows) & (rows >= 0) & (rows == rows.round()) & values.isin([0, 1]) & (ids != "")
-    joined.malformed = int((~valid).sum())
-    clean = pd.DataFrame({"request_id": ids[valid], "row": rows[valid].astype(np.int64), "label": values[valid].astype(np.int64)})
-    keyed = clean.drop_duplicates(subset=["request_id", "row"], keep="last")
-    joined.duplicates = len(clean) - len(keyed)
+    from pipeline.monitoring.capture import read_capture
 
-    known_ids = set(window.request_ids.tolist())
-    known = keyed["request_id"].isin(known_ids)
-    unknown = keyed.loc[~known, "request_id"]
-    joined.unknown_request_ids = int(len(unknown))
-    joined.unknown_request_examples = list(dict.fromkeys(unknown.tolist()))[:MAX_EXAMPLES]
-
-    positions = pd.DataFrame(
-        {"request_id": window.request_ids, "row": window.row_index, "position": np.arange(window.rows)}
-    )
-    merged = keyed.loc[known].merge(positions, on=["request_id", "row"], how="left")
-    hit = merged["position"].notna()
-    joined.unknown_rows = int((~hit).sum())
-    joined.labels[merged.loc[hit, "position"].astype(np.int64).to_numpy()] = merged.loc[hit, "label"].to_numpy()
-    joined.matched = int(hit.sum())
-    return joined
+    index = LabelIndex(labels, source=source, max_rows=window.limits.max_labelled_rows)
+    return read_capture(
+        window.source, model_name=window.model_name, model_version=window.model_version,
+        limits=window.limits, labels=index,
+    ).labelled

@@ -22,8 +22,8 @@ from typing import Final
 from pipeline.exit_codes import ExitCode
 from pipeline.monitoring.analysis import MonitorResult, analyse
 from pipeline.monitoring.baseline import load_serving_baseline
-from pipeline.monitoring.capture import read_capture
-from pipeline.monitoring.labels import join_labels, read_labels
+from pipeline.monitoring.capture import WindowLimits, prune_capture, read_capture
+from pipeline.monitoring.labels import LabelIndex, read_labels
 from pipeline.monitoring.publish import cloudwatch_datums, publish_cloudwatch, write_prometheus
 from pipeline.monitoring.report import report_folder, write_report
 from pipeline.monitoring.thresholds import Thresholds
@@ -51,6 +51,10 @@ class MonitorOptions:
     stack: str | None = None
     region: str | None = None
     publish_cloudwatch: bool = False
+    limits: WindowLimits = field(default_factory=WindowLimits)
+    capture_retention_days: float | None = None
+    """Delete local capture files older than this before reading (None: keep all)."""
+    pruned: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -73,15 +77,24 @@ def run_monitor(options: MonitorOptions) -> MonitorOutcome:
     if options.publish_cloudwatch and not (options.stack and options.region):
         raise ValueError("--publish-cloudwatch needs a stack (--stack or MLOPS_STACK) and a region (--region or AWS_REGION)")
     baseline = load_serving_baseline(options.tracking_uri, options.model_name, options.alias)
+    if options.capture_retention_days is not None:
+        options.pruned.extend(prune_capture(options.capture, options.capture_retention_days))
+    index = None
+    if options.labels is not None:
+        # Labels first: their index is small, and the capture is then streamed once.
+        index = LabelIndex(read_labels(options.labels), source=str(options.labels),
+                           max_rows=options.limits.max_labelled_rows)
     window = read_capture(
         options.capture,
         model_name=options.model_name,
         model_version=None if options.all_versions else baseline.model_version,
+        limits=options.limits,
+        labels=index,
     )
-    labels = None
-    if options.labels is not None:
-        labels = join_labels(window, read_labels(options.labels), source=str(options.labels))
-    result = analyse(baseline, window, labels, options.thresholds)
+    result = analyse(baseline, window, window.labelled, options.thresholds)
+    if options.pruned:
+        result.notes.append(f"pruned {len(options.pruned)} capture file(s) older than "
+                            f"{options.capture_retention_days} day(s)")
 
     now = datetime.now(UTC)
     folder = write_report(result, baseline.frame, window.features, window.probabilities,

@@ -8,6 +8,12 @@ the real server (``python -m serving``, the image's entry point) on
 so in the result. Rollback is one ``set_registered_model_alias`` (or delete) call, as
 docs/contracts.md ("The model") asks. The deploy-time server captures nothing, so smoke
 traffic never reaches the monitors.
+
+A run killed mid-deploy leaves the new champion tagged ``deploy_smoke_test=pending``
+(register sets it when it promotes, and :func:`deploy` replaces it with the verdict); the
+next run finds that tag and calls :func:`deploy` again to finish the job
+(``pipeline.wiring.resume_deploy_step``). The version ``champion`` replaced is recorded
+on the new one (``replaced_champion``) so that late rollback knows where to go.
 """
 
 from __future__ import annotations
@@ -18,14 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.registry import PENDING, REPLACED_TAG, SMOKE_TAG
 from pipeline.steps.smoke_test import SmokeCheck, known_prediction, run_smoke_test
 from serving.process import ServerStartError, running_server
 
 log = logging.getLogger("pipeline.deploy")
 
-SMOKE_TAG = "deploy_smoke_test"
-"""Model version tag recording the local deploy's verdict (``passed``/``failed``)."""
-
+__all__ = ["PENDING", "REPLACED_TAG", "SMOKE_TAG", "DeployResult", "deploy"]
 
 @dataclass(frozen=True)
 class DeployResult:
@@ -72,12 +77,15 @@ def deploy(
     log_dir: Path | None = None,
     startup_timeout_s: float = 120.0,
     server_args: Sequence[str] = (),
+    pidfile: Path | None = None,
 ) -> DeployResult:
     """Deploy ``new_version`` (already the ``alias`` target) locally and smoke-test it.
 
     Needs the registry at ``tracking_uri``; gives a :class:`DeployResult` and never
     raises for a failed deploy (it rolls back instead); ``server_args`` pass through to
-    ``python -m serving``. ``passed`` false means ``ExitCode.DEPLOY_FAILED``."""
+    ``python -m serving``. ``passed`` false means ``ExitCode.DEPLOY_FAILED``. With
+    ``pidfile``, the server is recorded there while it runs
+    (``pipeline.deploy_server``), so a later run can reap it if this one is killed."""
     from mlflow.tracking import MlflowClient
 
     new_version = str(new_version)
@@ -94,13 +102,19 @@ def deploy(
         checks.append(SmokeCheck("known_input", False, f"cannot score the input example offline: {type(exc).__name__}: {exc}"))
     if expected is not None:
         try:
-            with running_server(
-                f"models:/{model_name}@{alias}",
-                tracking_uri=tracking_uri,
-                extra_args=list(server_args),
-                log_path=log_path,
-                startup_timeout_s=startup_timeout_s,
-            ) as server:
+            if pidfile is not None:
+                from pipeline.deploy_server import tracked_server
+
+                launcher = tracked_server(
+                    f"models:/{model_name}@{alias}", pidfile=pidfile, tracking_uri=tracking_uri,
+                    log_path=log_path, extra_args=server_args, startup_timeout_s=startup_timeout_s,
+                )
+            else:
+                launcher = running_server(
+                    f"models:/{model_name}@{alias}", tracking_uri=tracking_uri, extra_args=list(server_args),
+                    log_path=log_path, startup_timeout_s=startup_timeout_s,
+                )
+            with launcher as server:
                 url = server.url
                 checks.append(SmokeCheck("server_start", True, f"healthy at {server.url}"))
                 checks.extend(run_smoke_test(server.url, expected, model_name, new_version).checks)

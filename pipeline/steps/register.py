@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.registry import CHALLENGER, CHAMPION
+from pipeline.registry import CHALLENGER, CHAMPION, GATE_CHAMPION_TAG, PENDING, REPLACED_TAG, SMOKE_TAG
 from pipeline.schema import FEATURES, LABEL, NULLABLE_FEATURES, NUMERIC_FEATURES, REPO_ROOT
 
 if TYPE_CHECKING:
@@ -63,6 +63,11 @@ class Candidate:
     candidate_key: str
     artifacts: dict[str, Path] = field(default_factory=dict)
     """Files to attach to the run, by artifact directory (``plots``, ``reports``, ...)."""
+    champion_version: str | None = None
+    """The champion the gate judged against (None: there was none); recorded on the version."""
+    deploy_follows: bool = False
+    """A deploy and smoke test will follow a promotion: the version is created with
+    ``deploy_smoke_test=pending`` so that a run killed before the verdict is noticed."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,10 @@ def _register(candidate: Candidate, *, tracking_uri: str, artifact_location: str
             **_flat("param", candidate.params),
             **{f"metric.{k}": f"{v:.6g}" for k, v in candidate.metrics.items()},
         }
+        tags[GATE_CHAMPION_TAG] = candidate.champion_version or "none"
+        if passed and candidate.deploy_follows:
+            tags[SMOKE_TAG] = PENDING
+            tags[REPLACED_TAG] = candidate.champion_version or "none"
         if not passed:
             tags["gate_reasons"] = " | ".join(candidate.gate.get("reasons", []))[:4900]
         # Tags in the create call: a version never exists without its lineage.

@@ -204,8 +204,12 @@ def validate_frame(
         cases = cases.assign(column=cases["column"].fillna("<frame>").astype(str), check=cases["check"].astype(str))
         for (column, check), group in cases.groupby(["column", "check"], sort=False):
             if check == "column_in_dataframe":
-                column = str(group["failure_case"].iloc[0])
-                failures.append(Failure(column, "column_in_dataframe", "required column is missing"))
+                # One failure case per missing column, all under one group: name every one
+                # (a file of NUL bytes lacks all 15, not only the first).
+                failures.extend(
+                    Failure(str(missing), "column_in_dataframe", "required column is missing")
+                    for missing in dict.fromkeys(group["failure_case"].astype(str))
+                )
                 continue
             # Frame- and series-level checks report a bare False: no value to show.
             examples = [str(v) for v in group["failure_case"].head(5).tolist() if str(v) != "False"]

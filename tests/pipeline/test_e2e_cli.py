@@ -33,12 +33,12 @@ def test_default_dataset_end_to_end(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Outcome:   promoted" in first.stdout and "Champion:  v1" in first.stdout
     assert "mlflow ui --backend-store-uri sqlite:///" in first.stdout
-    assert "training XGBoost on device=" in first.stderr and "[4/9] train: done" in first.stderr
+    assert "training XGBoost on device=" in first.stderr and "[5/10] train: done" in first.stderr
 
     again = _run(store)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "nothing to do" in again.stdout
-    assert "[4/9] train: cached" in again.stderr
+    assert "[5/10] train: cached" in again.stderr
 
     corrupted = tmp_path / "corrupted.csv"
     frame = pd.read_csv(DEFAULT_DATASET)

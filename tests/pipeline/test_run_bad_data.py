@@ -38,7 +38,7 @@ CASES = {
 
 
 def _run(data: Path, store: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = main(["run", "--data", str(data), "--store", str(store), "--param", "device=cpu"])
+    code = main(["run", "--data", str(data), "--store", str(store), "--create-registry", "--param", "device=cpu"])
     captured = capsys.readouterr()
     return code, captured.out + captured.err
 
@@ -87,3 +87,81 @@ def test_unknown_format_and_bad_arguments(tmp_path: Path, capsys: pytest.Capture
     assert code == ExitCode.INVALID_DATA and "unknown data format" in output
     assert main(["run", "--store", str(tmp_path / "s"), "--gate", "nonsense=1"]) == ExitCode.USAGE
     assert main(["run", "--store", str(tmp_path / "s"), "--param", "depth"]) == ExitCode.USAGE
+
+
+def _compress(kind: str, data: bytes) -> bytes:
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    return {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress,
+            "zst": zstandard.ZstdCompressor().compress}[kind](data)
+
+
+@pytest.mark.parametrize("kind", ["gz", "bz2", "xz", "zst"])
+def test_truncated_compressed_data_exits_invalid_with_a_report(
+    kind: str, adult_sample: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = _compress(kind, adult_sample.head(3000).to_csv(index=False).encode())
+    data = tmp_path / f"adult.csv.{kind}"
+    data.write_bytes(whole[: len(whole) // 2])
+    store = tmp_path / "store"
+    code, output = _run(data, store, capsys)
+    assert code == ExitCode.INVALID_DATA, output
+    assert "truncated or corrupt compressed data" in output
+    assert not (store / "mlflow.db").exists()
+    (report,) = (store / "reports").rglob("validation.json")
+    assert json.loads(report.read_text())["failures"][0]["check"] == "readable"
+
+
+def test_corrupt_zstd_exits_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "adult.csv.zst"
+    data.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(range(256)) * 8)
+    code, output = _run(data, tmp_path / "store", capsys)
+    assert code == ExitCode.INVALID_DATA and "ZstdError" in output
+
+
+def test_a_header_naming_a_column_twice_is_refused(
+    adult_sample: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = adult_sample.head(3000)
+    data = tmp_path / "dup.csv"
+    text = frame.to_csv(index=False)
+    header, body = text.split("\n", 1)
+    data.write_text(header + ",age\n" + "\n".join(f"{row},99" for row in body.splitlines()) + "\n")
+    code, output = _run(data, tmp_path / "store", capsys)
+    assert code == ExitCode.INVALID_DATA, output
+    assert "more than once: age" in output
+
+
+def test_every_missing_column_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "nul.csv"
+    data.write_bytes(b"\0" * 4096)
+    store = tmp_path / "store"
+    code, output = _run(data, store, capsys)
+    assert code == ExitCode.INVALID_DATA, output
+    (report,) = (store / "reports").rglob("validation.json")
+    missing = {f["column"] for f in json.loads(report.read_text())["failures"] if f["check"] == "column_in_dataframe"}
+    from pipeline.schema import COLUMNS
+
+    assert missing == set(COLUMNS), f"{len(missing)} of {len(COLUMNS)} missing columns named"
+
+
+def test_data_past_the_size_cap_is_refused_while_streaming(tmp_path: Path) -> None:
+    import gzip
+
+    from pipeline.data import DataLoadError, load_dataset
+
+    bomb = tmp_path / "bomb.csv.gz"
+    with gzip.open(bomb, "wb") as handle:  # ~40 MB of CSV from ~100 KB on disk
+        handle.write(b"age,label\n")
+        for _ in range(40):
+            handle.write(b"39,0\n" * 200_000)
+    with pytest.raises(DataLoadError, match="more than 1,000,000 bytes"):
+        load_dataset(bomb, max_bytes=1_000_000)
+    parquet = tmp_path / "big.parquet"
+    pd.DataFrame({"age": range(200_000)}).to_parquet(parquet)
+    with pytest.raises(DataLoadError, match="MAX_DATA_BYTES"):
+        load_dataset(parquet, max_bytes=10_000)

@@ -76,7 +76,7 @@ def test_register_promotes_into_the_tracking_uri(chain: Path, tmp_path: Path) ->
                  "--output", str(chain / "eval-reg"), "--param", "bootstrap_samples=200"]) == 0
     code = main(["step", "register", "--input", str(chain / "model"), "--input", str(chain / "eval-reg"),
                  "--input", str(chain / "validated"), "--output", str(tmp_path / "registered"),
-                 "--param", f"tracking_uri={uri}", "--param", "git_commit=0123abc",
+                 "--param", f"tracking_uri={uri}", "--param", "create_registry=true", "--param", "git_commit=0123abc",
                  "--param", "image_digest=sha256:" + "0" * 64])
     assert code == 0
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -84,3 +84,15 @@ def test_register_promotes_into_the_tracking_uri(chain: Path, tmp_path: Path) ->
     assert version.tags["git_commit"] == "0123abc"
     assert version.tags["image_digest"] == "sha256:" + "0" * 64
     assert json.loads((tmp_path / "registered/registration.json").read_text())["promoted"] is True
+
+
+def test_register_refuses_a_registry_that_does_not_exist(tmp_path: Path, capsys) -> None:
+    inputs = [tmp_path / name for name in ("model", "evaluation", "data")]
+    for folder in inputs:
+        folder.mkdir()
+    typo = tmp_path / "no-such" / "mlflow.db"
+    argv = ["step", "register", *[a for folder in inputs for a in ("--input", str(folder))],
+            "--output", str(tmp_path / "out"), "--param", f"tracking_uri=sqlite:///{typo}"]
+    assert main(argv) == 2
+    assert str(typo) in capsys.readouterr().err
+    assert not typo.parent.exists(), "a registry was created from a typo"

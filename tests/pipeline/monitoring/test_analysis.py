@@ -3,6 +3,7 @@ and with labels that show the model got worse."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,16 @@ def test_the_synthetic_generator_drifts_only_when_asked(serving, trained: Traine
     assert moved_result.verdict is Verdict.DRIFT
     assert {"age", "hours_per_week", "occupation"} <= set(moved_result.drifted_features)
     assert moved_result.feature_drift_score > 2 * calm_result.feature_drift_score
+
+
+def test_all_null_probabilities_are_insufficient_not_psi_zero_ok(serving, trained: Trained, tmp_path: Path) -> None:
+    frame = trained.holdout.iloc[:1000]
+    write_capture(tmp_path, frame, trained.probabilities(frame), version="1")
+    # The server writes null for a model without predict_proba: no line has a probability.
+    path = tmp_path / "capture-0001.jsonl"
+    records = [json.loads(text) for text in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({**record, "probabilities": None}) + "\n" for record in records))
+    result = run(serving, read_capture(tmp_path, model_name="adult-income", model_version="1"))
+    assert result.verdict is Verdict.INSUFFICIENT_DATA, result.reasons
+    assert "0 of 1000 row(s)" in result.reasons[0] and "prediction drift cannot be judged" in result.reasons[0]
+    assert result.prediction is not None and result.prediction.psi is None

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from moto import mock_aws
 
-from pipeline.monitoring.capture import read_capture
+from pipeline.monitoring.capture import WindowLimits, prune_capture, read_capture
 from pipeline.monitoring.errors import CaptureError
 from pipeline.schema import FEATURES
 
@@ -131,3 +131,55 @@ def test_s3_prefix_is_read_and_an_empty_prefix_gives_an_empty_window() -> None:
         read_capture("s3://no-such-bucket/capture/")
     with pytest.raises(CaptureError, match="names no bucket"):
         read_capture("s3:///capture/")
+
+
+def test_a_huge_integer_is_a_skipped_line_not_a_crash(tmp_path: Path) -> None:
+    huge = line("huge").replace('"rows": [[39,', '"rows": [[' + "9" * 5000 + ",", 1)
+    (tmp_path / "capture-1.jsonl").write_text("\n".join([line("a"), huge, line("b")]) + "\n")
+    window = read_capture(tmp_path)
+    assert window.rows == 4 and window.malformed_lines == 1
+    assert "capture-1.jsonl:2: unreadable value" in window.malformed_examples[0]
+
+
+def test_a_truncated_gzip_file_is_reported_and_the_rest_still_read(tmp_path: Path) -> None:
+    whole = gzip.compress(("\n".join(line(f"t{i}") for i in range(200)) + "\n").encode())
+    (tmp_path / "capture-1.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "capture-2.jsonl").write_text(line("after") + "\n")
+    window = read_capture(tmp_path)
+    assert len(window.damaged_files) == 1 and "capture-1.jsonl.gz" in window.damaged_files[0]
+    assert "after" in set(window.request_ids)
+    assert window.rows > 2, "the lines before the damage were dropped"
+
+
+def test_one_clients_big_batches_cannot_dominate_the_window(tmp_path: Path) -> None:
+    big = [line(f"big{i}", rows=[ROW] * 1000) for i in range(3)]
+    small = [line(f"small{i}", rows=[ROW]) for i in range(50)]
+    (tmp_path / "capture-1.jsonl").write_text("\n".join([*big, *small]) + "\n")
+    window = read_capture(tmp_path, limits=WindowLimits(max_rows_per_request=20))
+    assert window.rows_read == 3050 and window.rows == 3 * 20 + 50
+    assert window.rows_over_request_cap == 3 * 980
+    assert sum(str(r).startswith("big") for r in window.request_ids) == 60
+
+
+def test_the_window_is_a_bounded_uniform_sample(tmp_path: Path) -> None:
+    (tmp_path / "capture-1.jsonl").write_text("\n".join(line(f"r{i:04d}") for i in range(2000)) + "\n")
+    window = read_capture(tmp_path, limits=WindowLimits(max_rows=300))
+    assert window.rows == 300 and window.rows_read == 4000 and window.sampled
+    early = sum(int(str(r)[1:]) < 1000 for r in window.request_ids)
+    assert 100 < early < 200, "the sample should come from the whole window, not its start"
+
+
+def test_old_capture_files_are_pruned_and_recent_ones_kept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    old, recent, other = tmp_path / "capture-old.jsonl", tmp_path / "capture-new.jsonl", tmp_path / "notes.txt"
+    for path in (old, recent, other):
+        path.write_text(line("x") + "\n")
+    ten_days_ago = time.time() - 10 * 86_400
+    os.utime(old, (ten_days_ago, ten_days_ago))
+    os.utime(other, (ten_days_ago, ten_days_ago))
+    assert prune_capture(tmp_path, 7) == ["capture-old.jsonl"]
+    assert not old.exists() and recent.exists() and other.exists()
+    with pytest.raises(CaptureError, match="lifecycle"):
+        prune_capture("s3://bucket/capture/", 7)

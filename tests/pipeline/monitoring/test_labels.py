@@ -35,12 +35,34 @@ def test_labels_land_on_their_rows_and_strays_are_counted(window, tmp_path: Path
         "a,inf,1\n"  # row not finite
     )
     joined = join_labels(window, read_labels(csv), source=str(csv))
-    assert joined.labels[[0, 2, 3]].tolist() == [1.0, 0.0, 0.0]
-    assert np.isnan(joined.labels[1])
+    placed = sorted(zip(joined.request_ids.tolist(), joined.row_index.tolist(), joined.labels.tolist(), strict=True))
+    assert placed == [("a", 0, 1.0), ("a", 2, 0.0), ("b", 0, 0.0)]
+    assert len(joined.features) == 3 and joined.features["age"].tolist() == [39.0] * 3
     assert joined.matched == 3 and joined.label_lines == 10
     assert joined.duplicates == 1 and joined.malformed == 3
     assert joined.unknown_request_ids == 2 and joined.unknown_request_examples == ["ghost", "phantom"]
     assert joined.unknown_rows == 1
+
+
+def test_an_id_in_several_capture_records_is_excluded_never_fanned_out(tmp_path: Path) -> None:
+    # A client reusing one id for 60 requests: 10 label lines must not label 600 rows.
+    reused = [line("reused", rows=[ROW] * 10) for _ in range(60)]
+    (tmp_path / "capture-1.jsonl").write_text("\n".join([*reused, line("solo", rows=[ROW] * 10)]) + "\n")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("request_id,row,label\n" + "".join(f"reused,{i},1\n" for i in range(10)) + "solo,3,0\n")
+    joined = join_labels(read_capture(tmp_path), read_labels(csv), source=str(csv))
+    assert joined.matched == 1 and joined.request_ids.tolist() == ["solo"]
+    assert joined.ambiguous_request_ids == 1 and joined.ambiguous_labels == 10
+    assert joined.ambiguous_examples == ["reused (60 records)"]
+
+
+def test_labels_join_on_the_server_issued_id_not_the_clients(tmp_path: Path) -> None:
+    (tmp_path / "capture-1.jsonl").write_text(line("srv-7f3a", client_request_id="order-1") + "\n")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("request_id,row,label\norder-1,0,1\nsrv-7f3a,1,0\n")
+    joined = join_labels(read_capture(tmp_path), read_labels(csv), source=str(csv))
+    assert joined.request_ids.tolist() == ["srv-7f3a"] and joined.row_index.tolist() == [1]
+    assert joined.unknown_request_ids == 1 and joined.unknown_request_examples == ["order-1"]
 
 
 def test_labels_file_problems_are_named(tmp_path: Path) -> None:
