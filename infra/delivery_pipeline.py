@@ -183,6 +183,8 @@ class DeliveryPipeline(pulumi.ComponentResource):
     pipeline_arn: pulumi.Output[str]
     connection_arn: pulumi.Output[str]
     project_names: dict[str, pulumi.Output[str]]
+    build_security_group_id: pulumi.Output[str]
+    """The VPC build jobs' group: the cluster admits it to its private API endpoint."""
 
     def __init__(self, name: str, args: DeliveryPipelineArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -351,5 +353,6 @@ class DeliveryPipeline(pulumi.ComponentResource):
         self.pipeline_arn = pipeline.arn
         self.connection_arn = connection.arn
         self.project_names = {stage: p.name for stage, p in projects.items()}
+        self.build_security_group_id = build_sg.id
         self.register_outputs({"pipeline_name": pipeline.name, "pipeline_arn": pipeline.arn,
                                "connection_arn": connection.arn})

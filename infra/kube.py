@@ -96,3 +96,15 @@ def internal_nlb_spec(selector: dict[str, str], vpc_cidr: Any, target_port: int)
         "loadBalancerSourceRanges": [vpc_cidr],
         "ports": [{"name": "http", "port": 80, "targetPort": target_port}],
     }
+
+
+SKIP_AWAIT: dict[str, str] = {"pulumi.com/skipAwait": "true"}
+"""For a Service whose pods may legitimately be unready at `pulumi up` (the model server
+before a champion exists): Pulumi's default Service await waits for ready endpoints and
+would hang the update, then fail it, on a platform that is working as designed."""
+
+WAIT_FOR_LB_HOSTNAME: dict[str, str] = {
+    "pulumi.com/waitFor": "jsonpath={.status.loadBalancer.ingress[0].hostname}"}
+"""For a LoadBalancer Service whose address other resources read: wait for the NLB's
+name only, not for ready pods (pulumi-kubernetes 4.18+ honours this over its default
+await), so the address is known without tying the update to the pods' readiness."""

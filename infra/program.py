@@ -114,7 +114,9 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
     service = ModelService(f"{prefix}-serving", ModelServiceArgs(
         settings=settings.serving, prefix=prefix, stack=settings.stack,
         model_name=settings.model_name, image=registry.repo_digests["serving"],
-        mlflow_tracking_uri=mlflow.tracking_uri, mlflow_admin_user=settings.mlflow_admin_user,
+        # In the cluster MLflow is reached by its Service's DNS name, never the NLB.
+        mlflow_tracking_uri=mlflow.internal_tracking_uri,
+        mlflow_admin_user=settings.mlflow_admin_user,
         mlflow_admin_password=settings.mlflow_admin_password,
         capture_bucket_arn=mlflow.artifact_bucket_arn,
         capture_bucket_name=mlflow.artifact_bucket_name, capture_kms_key_arn=mlflow.kms_key_arn,
@@ -149,6 +151,12 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
         mlflow_credentials_secret_arn=mlflow.credentials_secret_arn,
         mlflow_kms_key_arn=mlflow.kms_key_arn, log_retention_days=settings.log_retention_days,
         protect=protect, tags=tags))
+
+    # Deploy and SmokeTest run kubectl from the VPC against the private API endpoint.
+    cluster.allow_api_from(f"{prefix}-cluster-api-from-delivery",
+                           security_group_id=delivery.build_security_group_id,
+                           description="Kubernetes API from the delivery pipeline's VPC builds",
+                           tags=tags)
 
     return {
         "clusterName": cluster.cluster_name,

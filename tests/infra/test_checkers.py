@@ -20,7 +20,6 @@ from infra.checks import findings, load_skips, parse_report, unexpected, unused
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
-KUBERNETES_VERSION = "1.33"
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +65,12 @@ def test_no_stale_checkov_skips(checkov_reports: dict) -> None:
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_kubernetes_objects_validate_against_the_schema(plans: dict[str, dict[str, Path]], stack: str) -> None:
+def test_kubernetes_objects_validate_against_the_schema(plans: dict[str, dict[str, Path]],
+                                                       captured: dict, stack: str) -> None:
+    """Against the schema of the stack's own cluster version."""
     import kubernetes_validate
+
+    version = captured[stack].settings.cluster.version
 
     docs = list(yaml.safe_load_all(plans[stack]["kubernetes"].read_text()))
     kinds = {d["kind"] for d in docs}
@@ -79,7 +82,7 @@ def test_kubernetes_objects_validate_against_the_schema(plans: dict[str, dict[st
             # inline) would be checked as a PodTemplate. Ours references the Deployment.
             assert doc["kind"] in ("Rollout", "AnalysisTemplate"), doc["kind"]
             continue
-        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(doc, version, strict=True)
 
 
 def test_rollout_references_a_validated_deployment(plans: dict[str, dict[str, Path]]) -> None:
