@@ -35,8 +35,8 @@ from infra.config import ServingSettings
 from infra.gpu_cluster import CLOUDWATCH_NAMESPACE, EMF_PORT, GpuCluster
 from infra.mlflow_server import MLFLOW_PORT
 from infra.mlflow_server import NAMESPACE as MLFLOW_NAMESPACE
-from infra.kube import (INTERNAL_NLB_ANNOTATIONS, SKIP_AWAIT, WAIT_FOR_LB_HOSTNAME,
-                        container_security_context, http_probe, internal_nlb_spec,
+from infra.kube import (DEPLOYER_GROUP, INTERNAL_NLB_ANNOTATIONS, SKIP_AWAIT,
+                        WAIT_FOR_LB_HOSTNAME, container_security_context, deployer_rules, http_probe, internal_nlb_spec,
                         pod_security_context, pool_placement, resources)
 from infra.naming import subnet_cidrs
 from pipeline import metric_names as mn
@@ -401,6 +401,17 @@ class ModelService(pulumi.ComponentResource):
                               "to": [{"namespaceSelector": {"matchLabels": {
                                   "kubernetes.io/metadata.name": CLOUDWATCH_NAMESPACE}}},
                                   {"ipBlock": {"cidr": args.vpc_cidr}}]}]},
+            opts=k8s_opts)
+
+        # The delivery stages' access entries carry DEPLOYER_GROUP; this is all they may do.
+        k8s.rbac.v1.Role(f"{name}-deployer-role", metadata={"name": "mlops-deployer",
+                                                            "namespace": ns_name},
+                         rules=deployer_rules(), opts=k8s_opts)
+        k8s.rbac.v1.RoleBinding(f"{name}-deployer-binding", metadata={
+            "name": "mlops-deployer", "namespace": ns_name},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "mlops-deployer"},
+            subjects=[{"kind": "Group", "name": DEPLOYER_GROUP,
+                       "apiGroup": "rbac.authorization.k8s.io"}],
             opts=k8s_opts)
 
         self._monitor_job(name, args, ns_name, k8s_opts)

@@ -18,6 +18,7 @@ import pulumi_aws as aws
 
 from infra.config import Settings
 from infra.delivery_pipeline import DeliveryPipeline, DeliveryPipelineArgs, pipeline_name
+from infra.eks_versions import version as eks_version
 from infra.gpu_cluster import GpuCluster, GpuClusterArgs
 from infra.mlflow_server import MlflowServer, MlflowServerArgs
 from infra.model_service import ModelService, ModelServiceArgs
@@ -137,9 +138,11 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
         serving_namespace=settings.serving.namespace, rollout_name=service.rollout_name,
         serving_url=service.url,
         serving_alarm_names=[alarm_name(prefix, key) for key in SERVING_ALARM_KEYS],
-        alarm_topic_arn=monitoring.topic_arn, vpc_id=network.vpc_id,
+        alarm_topic_arn=monitoring.topic_arn, alarm_topic_kms_key_arn=monitoring.topic_kms_key_arn,
+        vpc_id=network.vpc_id,
         vpc_cidr=network.vpc_cidr, private_subnet_ids=list(network.private_subnet_ids),
         cluster_name=cluster.cluster_name, cluster_arn=cluster.cluster_arn,
+        kubectl_version=eks_version(settings.cluster.version).kubectl,
         repository_names={k: v for k, v in registry.repository_names.items() if k != "mlflow"},
         repository_arns={k: v for k, v in registry.repository_arns.items() if k != "mlflow"},
         registry_kms_key_arn=registry.kms_key_arn,

@@ -218,9 +218,10 @@ def _delivery(approval: bool) -> Capture:
             github_repository="org/repo", github_branch="main", approval_required=approval,
             model_name="m", serving_namespace="serving", rollout_name="model-server",
             serving_url="http://internal-serving", serving_alarm_names=["t-serving-5xx"],
-            alarm_topic_arn=arn.format("sns", "t"), vpc_id="vpc-1", vpc_cidr="10.40.0.0/16",
+            alarm_topic_arn=arn.format("sns", "t"), alarm_topic_kms_key_arn=arn.format("kms", "key/t"),
+            vpc_id="vpc-1", vpc_cidr="10.40.0.0/16",
             private_subnet_ids=SUBNETS, cluster_name="t-cluster",
-            cluster_arn=arn.format("eks", "cluster/t"),
+            cluster_arn=arn.format("eks", "cluster/t"), kubectl_version="1.35.0",
             repository_names={"training": "t/training", "serving": "t/serving"},
             repository_arns={"training": arn.format("ecr", "repository/t/training"),
                              "serving": arn.format("ecr", "repository/t/serving")},
@@ -278,8 +279,11 @@ def test_delivery_pipeline_alone(approval: bool) -> None:
     # SmokeTest restores the Rollout, so it gets cluster access scoped like Deploy's.
     smoke_env = {v["name"] for v in projects["buildspecs/smoke_test.yml"].inputs["environment"]["environmentVariables"]}
     assert "EKS_CLUSTER_NAME" in smoke_env
-    scopes = [a.inputs["accessScope"] for a in cap.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")]
-    assert len(scopes) == 2 and all(s == {"type": "namespace", "namespaces": ["serving"]} for s in scopes)
+    # Kubernetes rights come from the entries' group (bound to a namespaced Role by
+    # ModelService), not from an EKS access policy, which has no argoproj.io rules.
+    entries = cap.of_type("aws:eks/accessEntry:AccessEntry")
+    assert len(entries) == 2 and all(e.inputs["kubernetesGroups"] == ["mlops-deployers"] for e in entries)
+    assert not cap.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
 
 
 def test_buildspecs_named_by_the_pipeline_exist_in_the_repository() -> None:
