@@ -20,9 +20,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from infra.checks import Finding
 from infra.kube import POOL_LABEL
+
+SKIP_FILE = Path(__file__).resolve().parent / "capacity-skips.yaml"
 
 
 @dataclass(frozen=True)
@@ -280,3 +284,8 @@ def check_capture(capture: Any) -> list[str]:
     """Every pod of the stack that would stay Pending (empty when everything fits)."""
     _, problems = place(demands_from_capture(capture), pools_from_capture(capture))
     return problems
+
+
+def capacity_findings(capture: Any) -> list[Finding]:
+    """Pods that would stay Pending, as skip-file findings (check id ``pending``)."""
+    return [Finding("pending", problem.split(":", 1)[0], problem) for problem in check_capture(capture)]

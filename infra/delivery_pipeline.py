@@ -180,9 +180,10 @@ def codebuild_policy(stage: Stage, *, log_group_arn: str, bucket_arn: str, key_a
                            "Resource": f"{ec2}:network-interface/*"})
         statements.append({"Effect": "Allow", "Action": ["ec2:CreateNetworkInterfacePermission"],
                            "Resource": f"{ec2}:network-interface/*",
-                           "Condition": {"StringEquals": {
-                               "ec2:AuthorizedService": "codebuild.amazonaws.com",
-                               "ec2:Subnet": subnets}}})
+                           "Condition": {
+                               "StringEquals": {"ec2:AuthorizedService": "codebuild.amazonaws.com"},
+                               # ec2:Subnet holds ARNs: compared as ARNs.
+                               "ArnEquals": {"ec2:Subnet": subnets}}})
     return {"Version": "2012-10-17", "Statement": statements}
 
 

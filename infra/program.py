@@ -111,7 +111,7 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
         bucket_arn=mlflow.artifact_bucket_arn, kms_key_arn=mlflow.kms_key_arn,
         repository_arns=registry.arns(["training"]),
         credentials_secret_arn=mlflow.credentials_secret_arn, vpc_id=network.vpc_id,
-        vpc_cidr=network.vpc_cidr, tags=tags))
+        vpc_cidr=network.vpc_cidr, s3_prefix_list_id=network.s3_prefix_list_id, tags=tags))
     service = ModelService(f"{prefix}-serving", ModelServiceArgs(
         settings=settings.serving, prefix=prefix, stack=settings.stack,
         model_name=settings.model_name, image=registry.repo_digests["serving"],

@@ -198,7 +198,7 @@ def test_training_pipeline_alone_takes_the_sdk_definition(sdk_definition: str) -
             bucket_arn="arn:aws:s3:::bucket-a", kms_key_arn=f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/k",
             repository_arns=[f"arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/t/training"],
             credentials_secret_arn="arn:aws:secretsmanager:s", vpc_id="vpc-1",
-            vpc_cidr="10.40.0.0/16", tags=TAGS))
+            vpc_cidr="10.40.0.0/16", s3_prefix_list_id="pl-6da54004", tags=TAGS))
         return {"arn": pipe.pipeline_arn}
 
     cap = _run(program)

@@ -99,12 +99,12 @@ def test_vpc_build_condition_is_in_awss_documented_shape(captured: dict[str, Cap
     found = 0
     for urn, doc in _role_documents(cap):
         for statement in doc["Statement"]:
-            conditions = statement.get("Condition", {}).get("StringEquals", {})
-            if "ec2:AuthorizedService" in conditions:
+            conditions = statement.get("Condition", {})
+            if "ec2:AuthorizedService" in conditions.get("StringEquals", {}):
                 found += 1
                 assert statement["Action"] == ["ec2:CreateNetworkInterfacePermission"], urn
-                assert conditions["ec2:AuthorizedService"] == "codebuild.amazonaws.com", urn
-                assert set(conditions["ec2:Subnet"]) == subnets, urn
+                assert conditions["StringEquals"]["ec2:AuthorizedService"] == "codebuild.amazonaws.com", urn
+                assert set(conditions["ArnEquals"]["ec2:Subnet"]) == subnets, urn
             if "ec2:CreateNetworkInterface" in statement.get("Action", []):
                 assert "Condition" not in statement, urn
     vpc_projects = [p for p in cap.of_type("aws:codebuild/project:Project") if p.inputs.get("vpcConfig")]
