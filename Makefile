@@ -10,6 +10,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 CHECKOV_VENV ?= .venv-checkov
+PARLIAMENT_VENV ?= .venv-parliament
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
 # uv lives in its own small venv: `pip install` into Debian's system Python is refused
@@ -27,7 +28,7 @@ run: $(VENV)/.installed
 serve: $(VENV)/.installed
 	$(PY) -m pipeline serve
 
-test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+test: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(PARLIAMENT_VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bootstrap-uv:
@@ -50,9 +51,18 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.lock
 	$(UV) pip sync -q --python $(CHECKOV_VENV)/bin/python requirements-checkov.lock
 	@touch $@
 
+# parliament (the IAM checker, infra/iam_check.py) too: it needs boto3 and setuptools pins
+# of its own.
+$(PARLIAMENT_VENV)/.installed: requirements-parliament.lock
+	@$(MAKE) --no-print-directory bootstrap-uv
+	$(UV) venv -q --allow-existing $(PARLIAMENT_VENV) --python $(PYTHON)
+	$(UV) pip sync -q --python $(PARLIAMENT_VENV)/bin/python requirements-parliament.lock
+	@touch $@
+
 lock: bootstrap-uv
 	$(UV) pip compile pyproject.toml --extra test --python-version 3.11 -q -o requirements.lock
 	$(UV) pip compile requirements-checkov.in --python-version 3.11 -q -o requirements-checkov.lock
+	$(UV) pip compile requirements-parliament.in --python-version 3.11 -q -o requirements-parliament.lock
 	$(UV) pip compile infra/mlflow/requirements.in -c requirements.lock --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --generate-hashes -q -o infra/mlflow/requirements.lock
 

@@ -11,6 +11,7 @@ Pulumi-facing wrapper the program calls.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
 import re
@@ -22,6 +23,8 @@ from typing import Any
 import pulumi
 import yaml
 
+from infra import eks_versions
+
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 SECRET_KEYS: tuple[str, ...] = ("mlflowAdminPassword",)
 
@@ -30,8 +33,11 @@ GPU_FAMILIES: frozenset[str] = frozenset(
 )
 """NVIDIA x86 families that run EKS's AL2023_x86_64_NVIDIA AMI (g5g is Arm, p3 is retired)."""
 SAGEMAKER_GPU_FAMILIES: frozenset[str] = frozenset(f"ml.{f}" for f in GPU_FAMILIES)
-SUPPORTED_K8S_VERSIONS: tuple[str, ...] = ("1.31", "1.32", "1.33", "1.34")
-"""EKS versions in standard support; checkov's CKV_AWS_339 refuses older ones too."""
+DOCUMENTATION_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+    ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("198.51.100.0/24"),
+    ipaddress.ip_network("203.0.113.0/24"), ipaddress.ip_network("2001:db8::/32"))
+"""RFC 5737 / RFC 3849 ranges, reserved for examples: no operator's traffic comes from them,
+so an allow-list naming them admits nobody while looking configured."""
 LOG_RETENTION_DAYS: frozenset[int] = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
      2557, 2922, 3288, 3653}
@@ -227,13 +233,15 @@ def parse_settings(
     values: Mapping[str, Any],
     mlflow_admin_password: pulumi.Input[str] | None,
     declarations: Mapping[str, Declaration] | None = None,
+    today: dt.date | None = None,
 ) -> Settings:
     """Validate a stack's config values and build the frozen Settings.
 
     ``values`` maps bare project keys to their raw values (strings as Pulumi stores
     them, or native YAML values); missing keys take Pulumi.yaml's default. The secret
-    password arrives separately so that it stays an Output secret at runtime. Raises
-    ConfigError listing every problem, each prefixed with ``project:key``.
+    password arrives separately so that it stays an Output secret at runtime. ``today``
+    (default: the UTC date of the run) decides which EKS versions are in standard
+    support. Raises ConfigError listing every problem, each prefixed with ``project:key``.
     """
     decls = dict(declarations if declarations is not None else load_declarations())
     errors: list[str] = []
@@ -296,9 +304,9 @@ def parse_settings(
         if not re.fullmatch(re.escape(region) + r"[a-z]", zone):
             err("availabilityZones", f"{zone!r} is not a zone of {region}")
 
-    if v["clusterVersion"] not in SUPPORTED_K8S_VERSIONS:
-        err("clusterVersion", f"{v['clusterVersion']!r} is not in EKS standard support "
-            f"({', '.join(SUPPORTED_K8S_VERSIONS)})")
+    version_problem = eks_versions.refusal(v["clusterVersion"], today or eks_versions.today_utc())
+    if version_problem:
+        err("clusterVersion", version_problem)
 
     cidrs = v["clusterPublicAccessCidrs"]
     for cidr in cidrs:
@@ -309,6 +317,13 @@ def parse_settings(
             continue
         if net.prefixlen == 0:
             err("clusterPublicAccessCidrs", f"{cidr} opens the API endpoint to the internet")
+        elif any(net.version == doc.version and net.subnet_of(doc)  # type: ignore[arg-type]
+                 for doc in DOCUMENTATION_NETWORKS):
+            err("clusterPublicAccessCidrs", f"{cidr} is a documentation range (RFC 5737/3849): "
+                "no client has such an address; list your real egress CIDRs")
+        elif not net.is_global:
+            err("clusterPublicAccessCidrs", f"{cidr} is not a public range: the public endpoint "
+                "only ever sees public source addresses (use the private endpoint from the VPC)")
     if v["clusterEndpointPublic"]:
         if prod:
             err("clusterEndpointPublic", "prod keeps the EKS API endpoint private")
@@ -482,6 +497,12 @@ def load_settings() -> Settings:
         raw = cfg.get(key)
         if raw is not None:
             values[key] = raw
+    # Reading only the declared keys would let a misspelled one (gpuNodesMax) pass
+    # unnoticed while its default applies: hand every key of the project's namespace
+    # over, so parse_settings refuses the ones Pulumi.yaml does not declare.
+    for key in project_keys_set(pulumi.get_project()):
+        if key not in declarations:
+            values[key] = cfg.get(key)
     password: pulumi.Input[str] | None = None
     if cfg.get_secret("mlflowAdminPassword") is not None:
         password = cfg.require_secret("mlflowAdminPassword")
@@ -490,6 +511,18 @@ def load_settings() -> Settings:
         project=pulumi.get_project(), stack=pulumi.get_stack(), region=region,
         values=values, mlflow_admin_password=password, declarations=declarations,
     )
+
+
+def project_keys_set(project: str) -> set[str]:
+    """Bare names of every ``project:`` key the engine handed this program, declared or not.
+
+    The engine passes config either through ``set_all_config`` or the ``PULUMI_CONFIG``
+    environment (depending on the language host); both are read.
+    """
+    from pulumi.runtime import config as runtime_config
+
+    keys = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return {k.split(":", 1)[1] for k in keys if k.startswith(f"{project}:")}
 
 
 def stack_values(stack_file: Path) -> tuple[str, dict[str, Any]]:

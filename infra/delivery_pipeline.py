@@ -27,10 +27,10 @@ import pulumi_aws as aws
 from infra import policies
 from infra.bucket import SecureBucket, SecureBucketArgs
 from infra.common import kms_key, log_group, role
+from infra.kube import DEPLOYER_GROUP
 from infra.naming import aws_name
 
 BUILD_IMAGE = "aws/codebuild/amazonlinux-x86_64-standard:5.0"
-EKS_EDIT_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"
 
 
 @dataclass(frozen=True)
@@ -61,13 +61,16 @@ STAGES: tuple[Stage, ...] = (
                *MLFLOW_ENV), timeout_minutes=480),
     # Deploy writes "deployment" (deployment.json: what it replaced) so that a failed
     # smoke test can put the Rollout back, not only the alias.
+    # KUBECTL_VERSION: the kubectl the buildspec installs, of the cluster's own minor
+    # (the CodeBuild image's kubectl is outside the supported version skew).
     Stage("Deploy", "buildspecs/deploy.yml", in_vpc=True, cluster_access=True,
           inputs=("source", "images"), outputs=("deployment",),
-          env=("EKS_CLUSTER_NAME", "SERVING_NAMESPACE", "ROLLOUT_NAME", "SERVING_ALARMS",
-               "DELIVERY_SNS_TOPIC_ARN", *MLFLOW_ENV), timeout_minutes=90),
+          env=("EKS_CLUSTER_NAME", "KUBECTL_VERSION", "SERVING_NAMESPACE", "ROLLOUT_NAME",
+               "SERVING_ALARMS", "DELIVERY_SNS_TOPIC_ARN", *MLFLOW_ENV), timeout_minutes=90),
     Stage("SmokeTest", "buildspecs/smoke_test.yml", in_vpc=True, cluster_access=True,
           inputs=("source", "deployment"),
-          env=("SERVING_URL", "EKS_CLUSTER_NAME", "DELIVERY_SNS_TOPIC_ARN", *MLFLOW_ENV),
+          env=("SERVING_URL", "EKS_CLUSTER_NAME", "KUBECTL_VERSION", "DELIVERY_SNS_TOPIC_ARN",
+               *MLFLOW_ENV),
           timeout_minutes=30),
 )
 """The stages and the environment each buildspec reads (see each buildspec's header)."""
@@ -96,11 +99,14 @@ class DeliveryPipelineArgs:
     serving_url: pulumi.Input[str]
     serving_alarm_names: list[str]
     alarm_topic_arn: pulumi.Input[str]
+    alarm_topic_kms_key_arn: pulumi.Input[str]
     vpc_id: pulumi.Input[str]
     vpc_cidr: str
     private_subnet_ids: list[pulumi.Input[str]]
     cluster_name: pulumi.Input[str]
     cluster_arn: pulumi.Input[str]
+    kubectl_version: str
+    """The kubectl release (x.y.z) the cluster-facing stages install: the cluster's minor."""
     repository_names: dict[str, pulumi.Input[str]]
     repository_arns: dict[str, pulumi.Input[str]]
     registry_kms_key_arn: pulumi.Input[str]
@@ -122,16 +128,21 @@ def codebuild_policy(stage: Stage, *, log_group_arn: str, bucket_arn: str, key_a
                      registry_key_arn: str, sagemaker_pipeline_arn: str,
                      sagemaker_bucket_arn: str, sagemaker_key_arn: str, cluster_arn: str,
                      mlflow_secret_arn: str, mlflow_key_arn: str, topic_arn: str,
-                     alarm_names: list[str]) -> dict[str, Any]:
+                     topic_key_arn: str, alarm_names: list[str], subnet_ids: list[str],
+                     security_group_id: str) -> dict[str, Any]:
     """The least-privilege policy of one stage's CodeBuild role.
 
     Every stage writes its own logs and reads/writes pipeline artifacts. BuildImages
     adds ECR push on the platform's repositories; Train adds running one SageMaker
     pipeline and reading its evaluation report; Deploy and SmokeTest add describing one
-    EKS cluster (Kubernetes rights come from an EKS access entry scoped to the serving
-    namespace) and Deploy reads the serving alarms it watches during the bake. Stages
-    that talk to MLflow read its credentials secret; stages that report publish to the
-    alarm topic.
+    EKS cluster (Kubernetes rights come from the access entry's group, bound to a Role in
+    the serving namespace) and Deploy reads the serving alarms it watches during the
+    bake. Stages that talk to MLflow read its credentials secret; stages that report
+    publish to the alarm topic, which is KMS-encrypted: SNS encrypts each message with a
+    data key the publisher must be allowed to generate (without it Publish fails).
+    Stages in the VPC get CodeBuild's ENI rights in AWS's documented shape: the
+    ``ec2:AuthorizedService``/``ec2:Subnet`` conditions sit on
+    ``CreateNetworkInterfacePermission``, the only action that has those keys.
     """
     statements: list[dict[str, Any]] = [policies.logs_write(log_group_arn),
                                          *policies.s3_read_write(bucket_arn, key_arn)]
@@ -149,22 +160,30 @@ def codebuild_policy(stage: Stage, *, log_group_arn: str, bucket_arn: str, key_a
                                         for name in alarm_names]})
     if "DELIVERY_SNS_TOPIC_ARN" in stage.env:
         statements.append({"Effect": "Allow", "Action": ["sns:Publish"], "Resource": topic_arn})
+        statements.append({"Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                           "Resource": topic_key_arn})
     if set(MLFLOW_ENV) & set(stage.env):
         statements.append({"Effect": "Allow", "Action": [
             "secretsmanager:GetSecretValue"], "Resource": mlflow_secret_arn})
         statements.append({"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": mlflow_key_arn})
     if stage.in_vpc:
+        ec2 = f"arn:aws:ec2:{region}:{account_id}"
+        subnets = [f"{ec2}:subnet/{subnet}" for subnet in subnet_ids]
         # CodeBuild in a VPC manages its own ENIs; the Describe calls have no resource form.
         statements.append({"Effect": "Allow", "Action": [
             "ec2:DescribeNetworkInterfaces", "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets",
             "ec2:DescribeSecurityGroups", "ec2:DescribeVpcs"], "Resource": "*"})
-        statements.append({"Effect": "Allow", "Action": [
-            "ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
-            "ec2:CreateNetworkInterfacePermission"],
-            "Resource": [f"arn:aws:ec2:{region}:{account_id}:network-interface/*",
-                         f"arn:aws:ec2:{region}:{account_id}:subnet/*",
-                         f"arn:aws:ec2:{region}:{account_id}:security-group/*"],
-            "Condition": {"StringEquals": {"ec2:AuthorizedService": "codebuild.amazonaws.com"}}})
+        statements.append({"Effect": "Allow", "Action": ["ec2:CreateNetworkInterface"],
+                           "Resource": [f"{ec2}:network-interface/*", *subnets,
+                                        f"{ec2}:security-group/{security_group_id}"]})
+        statements.append({"Effect": "Allow", "Action": ["ec2:DeleteNetworkInterface"],
+                           "Resource": f"{ec2}:network-interface/*"})
+        statements.append({"Effect": "Allow", "Action": ["ec2:CreateNetworkInterfacePermission"],
+                           "Resource": f"{ec2}:network-interface/*",
+                           "Condition": {
+                               "StringEquals": {"ec2:AuthorizedService": "codebuild.amazonaws.com"},
+                               # ec2:Subnet holds ARNs: compared as ARNs.
+                               "ArnEquals": {"ec2:Subnet": subnets}}})
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -183,6 +202,8 @@ class DeliveryPipeline(pulumi.ComponentResource):
     pipeline_arn: pulumi.Output[str]
     connection_arn: pulumi.Output[str]
     project_names: dict[str, pulumi.Output[str]]
+    build_security_group_id: pulumi.Output[str]
+    """The VPC build jobs' group: the cluster admits it to its private API endpoint."""
 
     def __init__(self, name: str, args: DeliveryPipelineArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -225,6 +246,7 @@ class DeliveryPipeline(pulumi.ComponentResource):
             "SAGEMAKER_PIPELINE_NAME": args.sagemaker_pipeline_name,
             "PIPELINE_ARTIFACTS_PREFIX": args.sagemaker_artifacts_prefix,
             "EKS_CLUSTER_NAME": args.cluster_name,
+            "KUBECTL_VERSION": args.kubectl_version,
             "SERVING_NAMESPACE": args.serving_namespace,
             "ROLLOUT_NAME": args.rollout_name,
             "SERVING_ALARMS": " ".join(args.serving_alarm_names),
@@ -246,15 +268,20 @@ class DeliveryPipeline(pulumi.ComponentResource):
                                args.registry_kms_key_arn, args.sagemaker_pipeline_arn,
                                args.sagemaker_bucket_arn, args.sagemaker_kms_key_arn,
                                args.cluster_arn, args.mlflow_credentials_secret_arn,
-                               args.mlflow_kms_key_arn, args.alarm_topic_arn, *repo_arns],
-                policy=lambda lg, b, k, acct, rk, sp, sb, sk, c, ms, mk, topic, *repos, st=stage:
+                               args.mlflow_kms_key_arn, args.alarm_topic_arn,
+                               args.alarm_topic_kms_key_arn, build_sg.id,
+                               pulumi.Output.all(*repo_arns),
+                               pulumi.Output.all(*args.private_subnet_ids)],
+                policy=lambda lg, b, k, acct, rk, sp, sb, sk, c, ms, mk, topic, tk, sg, repos,
+                subnets, st=stage:
                     codebuild_policy(st, log_group_arn=lg, bucket_arn=b, key_arn=k,
                                      region=args.region, account_id=acct,
                                      repository_arns=list(repos), registry_key_arn=rk,
                                      sagemaker_pipeline_arn=sp, sagemaker_bucket_arn=sb,
                                      sagemaker_key_arn=sk, cluster_arn=c,
                                      mlflow_secret_arn=ms, mlflow_key_arn=mk, topic_arn=topic,
-                                     alarm_names=list(args.serving_alarm_names)),
+                                     topic_key_arn=tk, alarm_names=list(args.serving_alarm_names),
+                                     subnet_ids=list(subnets), security_group_id=sg),
                 tags=tags, opts=here)
             variables = [{"name": "PULUMI_STACK", "value": args.stack, "type": "PLAINTEXT"},
                          {"name": "MODEL_NAME", "value": args.model_name, "type": "PLAINTEXT"}]
@@ -285,14 +312,12 @@ class DeliveryPipeline(pulumi.ComponentResource):
                 tags=tags, opts=here, **project_args)
 
             if stage.cluster_access:
-                entry = aws.eks.AccessEntry(f"{name}-{slug}-access", cluster_name=args.cluster_name,
-                                            principal_arn=stage_role.arn, type="STANDARD",
-                                            tags=tags, opts=here)
-                aws.eks.AccessPolicyAssociation(
-                    f"{name}-{slug}-edit", cluster_name=args.cluster_name,
-                    principal_arn=stage_role.arn, policy_arn=EKS_EDIT_POLICY,
-                    access_scope={"type": "namespace", "namespaces": [args.serving_namespace]},
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]))
+                # No access policy: AmazonEKSEditPolicy has no argoproj.io rules and EKS
+                # access policies cannot be extended. The entry's group is bound to a Role
+                # in the serving namespace (ModelService, kube.deployer_rules).
+                aws.eks.AccessEntry(f"{name}-{slug}-access", cluster_name=args.cluster_name,
+                                    principal_arn=stage_role.arn, type="STANDARD",
+                                    kubernetes_groups=[DEPLOYER_GROUP], tags=tags, opts=here)
 
         pipeline_role = role(
             f"{name}-role", trust=policies.service_trust("codepipeline.amazonaws.com"),
@@ -351,5 +376,6 @@ class DeliveryPipeline(pulumi.ComponentResource):
         self.pipeline_arn = pipeline.arn
         self.connection_arn = connection.arn
         self.project_names = {stage: p.name for stage, p in projects.items()}
+        self.build_security_group_id = build_sg.id
         self.register_outputs({"pipeline_name": pipeline.name, "pipeline_arn": pipeline.arn,
                                "connection_arn": connection.arn})

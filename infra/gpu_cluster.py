@@ -23,6 +23,7 @@ import pulumi_kubernetes as k8s
 from infra import policies
 from infra.common import kms_key, log_group, prop, role
 from infra.config import ClusterSettings
+from infra.eks_versions import version as eks_version
 from infra.kube import GPU_TAINT_KEY, POOL_LABEL, kubeconfig
 from infra.naming import aws_name
 
@@ -36,6 +37,11 @@ MANAGED = "arn:aws:iam::aws:policy/"
 CLOUDWATCH_OBSERVABILITY_VERSION = "v4.10.3-eksbuild.1"
 """Pinned: v5.3.0 dropped the agent ClusterRole's configmap ``get`` and broke its EKS
 resource detection (aws-observability/application-signals-demo#334 pins this build)."""
+EBS_CSI_POLICY = MANAGED + "service-role/AmazonEBSCSIDriverPolicy"
+EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
+STORAGE_CLASS = "gp3"
+"""The cluster's default StorageClass: EKS 1.30+ marks none default and ships no EBS
+driver, so a claim naming no class (Prometheus's) would stay Pending forever."""
 CLOUDWATCH_NAMESPACE = "amazon-cloudwatch"
 CLOUDWATCH_AGENT = "cloudwatch-agent"
 EMF_PORT = 25888
@@ -73,6 +79,34 @@ class GpuClusterArgs:
     private_subnet_ids: list[pulumi.Input[str]]
     log_retention_days: int
     tags: dict[str, str]
+
+
+def storage_class_spec() -> dict[str, Any]:
+    """The default StorageClass: encrypted gp3 through the EBS CSI driver, bound where the
+    pod lands (WaitForFirstConsumer: an EBS volume lives in one zone, the pod's)."""
+    return {"metadata": {"name": STORAGE_CLASS, "annotations": {
+                "storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "ebs.csi.aws.com", "volume_binding_mode": "WaitForFirstConsumer",
+            "reclaim_policy": "Delete", "allow_volume_expansion": True,
+            "parameters": {"type": "gp3", "encrypted": "true", "fsType": "ext4"}}
+
+
+def autoscaler_values(cluster_name: pulumi.Input[str], region: str, cluster_version: str,
+                      role_arn: pulumi.Input[str]) -> dict[str, Any]:
+    """Helm values of the cluster autoscaler. Its image is pinned to the cluster's minor
+    (the autoscaler only supports the Kubernetes minor it was built for; the chart's
+    default image follows the chart, not the cluster)."""
+    return {"cloudProvider": "aws", "awsRegion": region,
+            "image": {"tag": eks_version(cluster_version).autoscaler_tag},
+            "autoDiscovery": {"clusterName": cluster_name},
+            "rbac": {"serviceAccount": {"name": "cluster-autoscaler", "annotations": {
+                "eks.amazonaws.com/role-arn": role_arn}}},
+            "nodeSelector": {POOL_LABEL: "system"},
+            "resources": {"requests": {"cpu": "100m", "memory": "300Mi"},
+                          "limits": {"memory": "600Mi"}},
+            "extraArgs": {"balance-similar-node-groups": True,
+                          "skip-nodes-with-system-pods": False,
+                          "scale-down-unneeded-time": "10m"}}
 
 
 def autoscaler_policy(cluster_name: str, account_id: str, region: str) -> dict[str, Any]:
@@ -187,13 +221,18 @@ class GpuCluster(pulumi.ComponentResource):
 
         # The VPC CNI enforces NetworkPolicy only when told to; without this the serving
         # NetworkPolicy would be accepted and ignored.
+        # EKS bootstraps its own vpc-cni, kube-proxy and coredns before these exist, so
+        # creating the managed add-ons over them conflicts unless told to take over
+        # (resolve_conflicts_on_create); every add-on here is created and updated so.
+        conflicts = {"resolve_conflicts_on_create": "OVERWRITE",
+                     "resolve_conflicts_on_update": "OVERWRITE"}
         aws.eks.Addon(f"{name}-vpc-cni", cluster_name=cluster.name, addon_name="vpc-cni",
                       configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
-                      resolve_conflicts_on_update="OVERWRITE", tags=tags, opts=here)
+                      tags=tags, opts=here, **conflicts)
         for addon in ("kube-proxy", "coredns"):
             aws.eks.Addon(f"{name}-{addon}", cluster_name=cluster.name, addon_name=addon,
-                          resolve_conflicts_on_update="OVERWRITE", tags=tags,
-                          opts=pulumi.ResourceOptions(parent=self, depends_on=[system]))
+                          tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=[system]),
+                          **conflicts)
 
         def irsa(suffix: str, namespace: str, account: str, **kw: Any) -> aws.iam.Role:
             trust = pulumi.Output.all(oidc.arn, issuer).apply(
@@ -214,9 +253,16 @@ class GpuCluster(pulumi.ComponentResource):
                       addon_name="amazon-cloudwatch-observability",
                       addon_version=CLOUDWATCH_OBSERVABILITY_VERSION,
                       configuration_values=json.dumps(cloudwatch_agent_config()),
-                      service_account_role_arn=cw_role.arn,
-                      resolve_conflicts_on_update="OVERWRITE", tags=tags,
-                      opts=pulumi.ResourceOptions(parent=self, depends_on=[system]))
+                      service_account_role_arn=cw_role.arn, tags=tags,
+                      opts=pulumi.ResourceOptions(parent=self, depends_on=[system]), **conflicts)
+        # Persistent volumes (Prometheus's) need the EBS CSI driver: EKS installs none.
+        ebs_role = irsa("ebs-csi", "kube-system", EBS_CSI_SERVICE_ACCOUNT,
+                        managed_policy_arns=[EBS_CSI_POLICY])
+        ebs_csi = aws.eks.Addon(f"{name}-ebs-csi", cluster_name=cluster.name,
+                                addon_name="aws-ebs-csi-driver",
+                                service_account_role_arn=ebs_role.arn, tags=tags,
+                                opts=pulumi.ResourceOptions(parent=self, depends_on=[system]),
+                                **conflicts)
         self.emf_endpoint = emf_endpoint()
         self.emf_log_group_name = emf_group.name
         self.private_subnet_count = len(args.private_subnet_ids)
@@ -229,6 +275,11 @@ class GpuCluster(pulumi.ComponentResource):
                                      enable_server_side_apply=True,
                                      opts=pulumi.ResourceOptions(parent=self, depends_on=[system]))
         on_cluster = pulumi.ResourceOptions(parent=self, provider=self.provider)
+
+        self.storage_class = k8s.storage.v1.StorageClass(
+            f"{name}-{STORAGE_CLASS}", **storage_class_spec(),
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[ebs_csi]))
+        self.storage_class_name = STORAGE_CLASS
 
         repo, chart, version = NVIDIA_DEVICE_PLUGIN_CHART
         k8s.helm.v3.Release(
@@ -246,14 +297,7 @@ class GpuCluster(pulumi.ComponentResource):
         k8s.helm.v3.Release(
             f"{name}-cluster-autoscaler", name="cluster-autoscaler", chart=chart, version=version,
             repository_opts={"repo": repo}, namespace="kube-system",
-            values={"cloudProvider": "aws", "awsRegion": args.region,
-                    "autoDiscovery": {"clusterName": cluster.name},
-                    "rbac": {"serviceAccount": {"name": "cluster-autoscaler", "annotations": {
-                        "eks.amazonaws.com/role-arn": ca_role.arn}}},
-                    "nodeSelector": {POOL_LABEL: "system"},
-                    "extraArgs": {"balance-similar-node-groups": True,
-                                  "skip-nodes-with-system-pods": False,
-                                  "scale-down-unneeded-time": "10m"}},
+            values=autoscaler_values(cluster.name, args.region, s.version, ca_role.arn),
             opts=on_cluster)
 
         self.cluster_name = cluster.name
@@ -265,6 +309,18 @@ class GpuCluster(pulumi.ComponentResource):
         self.gpu_node_group = gpu
         self.register_outputs({"cluster_name": cluster.name, "cluster_arn": cluster.arn,
                                "oidc_provider_arn": oidc.arn})
+
+    def allow_api_from(self, name: str, *, security_group_id: pulumi.Input[str],
+                       description: str,
+                       tags: dict[str, str]) -> aws.vpc.SecurityGroupIngressRule:
+        """Admit one security group to the private API endpoint (HTTPS on the cluster
+        security group, which EKS puts on the endpoint's ENIs; by default it admits only
+        itself, so a VPC build job could resolve the endpoint and never connect)."""
+        return aws.vpc.SecurityGroupIngressRule(
+            name, security_group_id=self.cluster_security_group_id,
+            referenced_security_group_id=security_group_id, ip_protocol="tcp",
+            from_port=443, to_port=443, description=description, tags=tags,
+            opts=pulumi.ResourceOptions(parent=self))
 
     def service_account_role(self, name: str, *, namespace: str, service_account: str,
                              tags: dict[str, str], policy_inputs: list[pulumi.Input[Any]],

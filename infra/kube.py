@@ -13,6 +13,10 @@ import json
 from typing import Any
 
 NON_ROOT_UID = 10001
+DEPLOYER_GROUP = "mlops-deployers"
+"""Kubernetes group of the delivery stages' access entries; a namespaced Role bound to it
+grants what they patch and read (EKS access policies cannot be extended, and
+AmazonEKSEditPolicy has no argoproj.io rules)."""
 GPU_TAINT_KEY = "nvidia.com/gpu"
 POOL_LABEL = "mlops.platform/pool"
 
@@ -96,3 +100,35 @@ def internal_nlb_spec(selector: dict[str, str], vpc_cidr: Any, target_port: int)
         "loadBalancerSourceRanges": [vpc_cidr],
         "ports": [{"name": "http", "port": 80, "targetPort": target_port}],
     }
+
+
+SKIP_AWAIT: dict[str, str] = {"pulumi.com/skipAwait": "true"}
+"""For a Service whose pods may legitimately be unready at `pulumi up` (the model server
+before a champion exists): Pulumi's default Service await waits for ready endpoints and
+would hang the update, then fail it, on a platform that is working as designed."""
+
+WAIT_FOR_LB_HOSTNAME: dict[str, str] = {
+    "pulumi.com/waitFor": "jsonpath={.status.loadBalancer.ingress[0].hostname}"}
+"""For a LoadBalancer Service whose address other resources read: wait for the NLB's
+name only, not for ready pods (pulumi-kubernetes 4.18+ honours this over its default
+await), so the address is known without tying the update to the pods' readiness."""
+
+
+def deployer_rules() -> list[dict[str, Any]]:
+    """RBAC rules of the delivery stages in the serving namespace, and nothing more.
+
+    Deploy patches the template owner (the Deployment the Rollout references) and the
+    Rollout's status subresource (abort, promote), watches the Rollout and its analysis
+    runs, and reads the server's ``/version`` through the API server's service proxy.
+    """
+    return [
+        {"apiGroups": ["argoproj.io"], "resources": ["rollouts"],
+         "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": ["argoproj.io"], "resources": ["rollouts/status"], "verbs": ["get", "patch"]},
+        {"apiGroups": ["argoproj.io"], "resources": ["analysisruns", "experiments"],
+         "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods", "services", "events"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"]},
+    ]

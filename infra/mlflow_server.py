@@ -12,6 +12,8 @@ inside the VPC: CodeBuild and SageMaker jobs use the tracking URI exported here.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +27,47 @@ from infra.bucket import SecureBucket, SecureBucketArgs
 from infra.common import child, kms_key, prop, role
 from infra.config import DatabaseSettings
 from infra.gpu_cluster import GpuCluster
-from infra.kube import (INTERNAL_NLB_ANNOTATIONS, container_security_context, http_probe,
-                        internal_nlb_spec, pod_security_context, pool_placement, resources)
+from infra.kube import (INTERNAL_NLB_ANNOTATIONS, WAIT_FOR_LB_HOSTNAME,
+                        container_security_context, http_probe, internal_nlb_spec,
+                        pod_security_context, pool_placement, resources)
 from infra.naming import aws_name
 
 MLFLOW_PORT = 5000
 NAMESPACE = "mlflow"
 SERVICE_ACCOUNT = "mlflow"
+SERVICE = "mlflow"
+
+
+def service_dns_names(service: str = SERVICE, namespace: str = NAMESPACE) -> list[str]:
+    """Every name a pod may use for the Service (search-path short forms included)."""
+    return [f"{service}.{namespace}.svc.cluster.local", f"{service}.{namespace}.svc",
+            f"{service}.{namespace}", service]
+
+
+def in_cluster_tracking_uri(service: str = SERVICE, namespace: str = NAMESPACE) -> str:
+    """The tracking URI for pods: the Service's DNS name on its port 80. Going through the
+    internal NLB from inside the cluster hairpins (a pod behind the NLB calling it can
+    time out when the target is on its own node) and leaves the VPC's path for nothing."""
+    return f"http://{service}.{namespace}.svc.cluster.local"
+
+
+def allowed_hosts(lb_hostname: str) -> str:
+    """``MLFLOW_SERVER_ALLOWED_HOSTS``: the Host headers MLflow accepts (its DNS-rebinding
+    guard; once the variable is set its default localhost/private-IP list no longer
+    applies). The Service's DNS names, the internal NLB's name, and loopback, each
+    also with an explicit port."""
+    hosts = [*service_dns_names(), lb_hostname, "localhost", "127.0.0.1"]
+    return ",".join(h for host in hosts for h in (host, f"{host}:*"))
+
+
+def flask_secret_key(admin_password: str) -> str:
+    """``MLFLOW_FLASK_SERVER_SECRET_KEY``, one value for every replica (a session or CSRF
+    token signed by one replica is checked by another). Derived from the admin password
+    (a Pulumi secret) with HMAC-SHA256 under a fixed label: stable across `up`s without
+    a random provider or state of its own, never equal to the password, and rotated
+    whenever the password is."""
+    return hmac.new(admin_password.encode(), b"mlops-platform/mlflow-flask-secret-key",
+                    hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -74,6 +110,8 @@ class MlflowServer(pulumi.ComponentResource):
     kms_key_arn: pulumi.Output[str]
     credentials_secret_arn: pulumi.Output[str]
     client_security_group_id: pulumi.Output[str]
+    internal_tracking_uri: str
+    """For pods in the cluster (serving, the monitor job): the Service's DNS name."""
 
     def __init__(self, name: str, args: MlflowServerArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -163,7 +201,6 @@ class MlflowServer(pulumi.ComponentResource):
         ns = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE, "labels": {
             "pod-security.kubernetes.io/enforce": "restricted"}}, opts=k8s_opts)
         ns_name = ns.metadata.name
-        labels = {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/part-of": "mlops-platform"}
         k8s.core.v1.ServiceAccount(f"{name}-sa", metadata={
             "name": SERVICE_ACCOUNT, "namespace": ns_name,
             "annotations": {"eks.amazonaws.com/role-arn": pod_role.arn}},
@@ -173,6 +210,25 @@ class MlflowServer(pulumi.ComponentResource):
                                   string_data={"username": args.admin_user,
                                                "password": args.admin_password},
                                   opts=k8s_opts)
+        k8s.core.v1.Secret(f"{name}-flask", metadata={"name": "mlflow-flask",
+                                                      "namespace": ns_name},
+                           string_data={"secret-key": pulumi.Output.secret(
+                               pulumi.Output.from_input(args.admin_password).apply(
+                                   flask_secret_key))},
+                           opts=k8s_opts)
+        labels = {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/part-of": "mlops-platform"}
+        # Created before the Deployment: its NLB name is one of the Host headers MLflow
+        # must accept. It waits for that name only, not for ready pods (which would wait
+        # for the Deployment behind it).
+        service = k8s.core.v1.Service(f"{name}-service", metadata={
+            "name": SERVICE, "namespace": ns_name, "labels": labels,
+            # Internal NLB: reachable from the VPC (build and SageMaker jobs), never
+            # from the internet.
+            "annotations": {**INTERNAL_NLB_ANNOTATIONS, **WAIT_FOR_LB_HOSTNAME}},
+            spec=internal_nlb_spec(labels, args.vpc_cidr, MLFLOW_PORT),
+            opts=k8s_opts)
+        lb_hostname = service.status.apply(
+            lambda st: str(prop(prop(prop(st, 'load_balancer'), 'ingress')[0], 'hostname')))
         container = {
             "name": "mlflow", "image": args.image,
             "ports": [{"name": "http", "containerPort": MLFLOW_PORT}],
@@ -183,14 +239,20 @@ class MlflowServer(pulumi.ComponentResource):
                 {"name": "MLFLOW_ARTIFACTS_DESTINATION",
                  "value": artifacts.name.apply(lambda b: f"s3://{b}/mlflow")},
                 {"name": "MLFLOW_ADMIN_CREDENTIALS_DIR", "value": "/etc/mlflow-admin"},
-                {"name": "MLFLOW_SERVER_ALLOWED_HOSTS",
-                 "value": f"mlflow.{NAMESPACE}.svc*,*.elb.{args.region}.amazonaws.com*,10.*,localhost*"},
+                {"name": "MLFLOW_SERVER_ALLOWED_HOSTS", "value": lb_hostname.apply(allowed_hosts)},
+                {"name": "MLFLOW_FLASK_SERVER_SECRET_KEY", "valueFrom": {"secretKeyRef": {
+                    "name": "mlflow-flask", "key": "secret-key"}}},
                 {"name": "AWS_REGION", "value": args.region},
                 {"name": "HOME", "value": "/tmp"},
             ],
             "resources": resources("1", "2Gi"),
-            "readinessProbe": http_probe("/health", MLFLOW_PORT, initial_delay=10),
-            "livenessProbe": http_probe("/health", MLFLOW_PORT, initial_delay=30, period=20),
+            # The first boot migrates the database schema (minutes on a small RDS class):
+            # liveness starts counting only once the startup probe has passed, so it
+            # cannot kill the pod mid-migration and leave the schema half-upgraded.
+            "startupProbe": http_probe("/health", MLFLOW_PORT, initial_delay=10, period=10,
+                                       failure_threshold=60),
+            "readinessProbe": http_probe("/health", MLFLOW_PORT, initial_delay=0),
+            "livenessProbe": http_probe("/health", MLFLOW_PORT, initial_delay=0, period=20),
             "securityContext": container_security_context(),
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
                              {"name": "admin", "mountPath": "/etc/mlflow-admin", "readOnly": True}],
@@ -227,14 +289,7 @@ class MlflowServer(pulumi.ComponentResource):
                               "to": [{"ipBlock": {"cidr": args.vpc_cidr}}]},
                              {"ports": [{"protocol": "TCP", "port": 443}]}]},
             opts=k8s_opts)
-        service = k8s.core.v1.Service(f"{name}-service", metadata={
-            "name": "mlflow", "namespace": ns_name, "labels": labels,
-            # Internal NLB: reachable from the VPC (build and SageMaker jobs), never
-            # from the internet.
-            "annotations": dict(INTERNAL_NLB_ANNOTATIONS)},
-            spec=internal_nlb_spec(labels, args.vpc_cidr, MLFLOW_PORT),
-            opts=k8s_opts)
-        self.tracking_uri = service.status.apply(
-            lambda st: f"http://{prop(prop(prop(st, 'load_balancer'), 'ingress')[0], 'hostname')}")
+        self.tracking_uri = lb_hostname.apply(lambda host: f"http://{host}")
+        self.internal_tracking_uri = in_cluster_tracking_uri()
         self.register_outputs({"tracking_uri": self.tracking_uri,
                                "artifact_bucket": artifacts.name})

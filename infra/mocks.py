@@ -153,6 +153,8 @@ class PlatformMocks(Mocks):
                       "aws:ec2/flowLog:FlowLog": "fl"}.get(t, "r")
             ident = f"{prefix}-{_h(args.name)}"
             out.setdefault("arn", f"arn:aws:ec2:{r}:{a}:{t.split(':')[-1].lower()}/{ident}")
+            if t == "aws:ec2/vpcEndpoint:VpcEndpoint" and args.inputs.get("vpcEndpointType") == "Gateway":
+                out["prefixListId"] = "pl-" + _h("prefix-list", str(args.inputs.get("serviceName")), n=8)
         elif t == "aws:eks/cluster:Cluster":
             name = self._physical(args, limit=100)
             oidc = _h("oidc", name, n=32).upper()

@@ -33,8 +33,11 @@ from infra import policies
 from infra.common import prop
 from infra.config import ServingSettings
 from infra.gpu_cluster import CLOUDWATCH_NAMESPACE, EMF_PORT, GpuCluster
-from infra.kube import (INTERNAL_NLB_ANNOTATIONS, container_security_context, http_probe,
-                        internal_nlb_spec, pod_security_context, pool_placement, resources)
+from infra.mlflow_server import MLFLOW_PORT
+from infra.mlflow_server import NAMESPACE as MLFLOW_NAMESPACE
+from infra.kube import (DEPLOYER_GROUP, INTERNAL_NLB_ANNOTATIONS, SKIP_AWAIT,
+                        WAIT_FOR_LB_HOSTNAME, container_security_context, deployer_rules, http_probe, internal_nlb_spec,
+                        pod_security_context, pool_placement, resources)
 from infra.naming import subnet_cidrs
 from pipeline import metric_names as mn
 
@@ -43,9 +46,26 @@ PROMETHEUS_CHART = ("https://prometheus-community.github.io/helm-charts", "prome
 PROMETHEUS_URL = "http://prometheus-server.monitoring.svc.cluster.local:80"
 SERVING_PORT = 8080
 APP = "model-server"
+PRE_STOP_SLEEP_SECONDS = 5
+"""After a pod is marked terminating, kube-proxy and the NLB keep sending it requests for
+a few seconds; the preStop sleep keeps the server accepting them until they stop."""
+SERVER_DRAIN_SECONDS = 3
+"""The server's own drain after SIGTERM (``--drain``, default 3 s): finish in-flight
+requests, then exit."""
+TERMINATION_GRACE_SECONDS = 30
+"""SageMaker's container contract (SIGKILL 30 s after SIGTERM); it must exceed the preStop
+sleep plus the drain, or the kubelet kills the server mid-drain."""
 DEPLOY_OWNED_ENV: tuple[str, ...] = ("MODEL_URI", "MODEL_VERSION")
 """Env entries whose values the Deploy stage patches (pipeline/delivery/rollout.py,
 ``patch_for``); declared first, so their positions are fixed and Pulumi can ignore them."""
+
+
+MLFLOW_EGRESS: dict[str, Any] = {
+    "ports": [{"protocol": "TCP", "port": MLFLOW_PORT}],
+    "to": [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": MLFLOW_NAMESPACE}}}]}
+"""Egress to the MLflow pods through the Service's DNS name: after the Service's address
+translation the packet goes to a pod in the mlflow namespace on the container port."""
 
 
 def deploy_ignore_changes(container_index: int = 0) -> list[str]:
@@ -174,7 +194,11 @@ class ModelService(pulumi.ComponentResource):
         argo = k8s.helm.v3.Release(
             f"{name}-argo-rollouts", name="argo-rollouts", chart=chart, version=version,
             repository_opts={"repo": repo}, namespace="argo-rollouts", create_namespace=True,
-            values={"controller": {"replicas": 2, "nodeSelector": {"mlops.platform/pool": "system"}},
+            # Requests set, not left to the chart's empty default: the capacity check
+            # (infra/capacity.py) places them, and the scheduler must reserve them.
+            values={"controller": {"replicas": 2, "nodeSelector": {"mlops.platform/pool": "system"},
+                                   "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                                                 "limits": {"memory": "512Mi"}}},
                     "dashboard": {"enabled": False}},
             opts=on_cluster)
         repo, chart, version = PROMETHEUS_CHART
@@ -186,8 +210,14 @@ class ModelService(pulumi.ComponentResource):
                     "prometheus-node-exporter": {"enabled": False},
                     "server": {"retention": "7d",
                                "nodeSelector": {"mlops.platform/pool": "system"},
-                               "persistentVolume": {"enabled": True, "size": "20Gi"}}},
-            opts=on_cluster)
+                               "resources": {"requests": {"cpu": "500m", "memory": "2Gi"},
+                                             "limits": {"memory": "2Gi"}},
+                               "persistentVolume": {
+                                   "enabled": True, "size": "20Gi",
+                                   "storageClass": args.cluster.storage_class_name}}},
+            # The chart waits for its volume: the class (and EBS driver) must exist first.
+            opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(
+                depends_on=[args.cluster.storage_class])))
 
         ns = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": s.namespace, "labels": {
             "pod-security.kubernetes.io/enforce": "restricted"}}, opts=on_cluster)
@@ -240,8 +270,13 @@ class ModelService(pulumi.ComponentResource):
                 {"name": "MLOPS_STACK", "value": args.stack},
             ],
             "resources": resources(s.cpu, s.memory, gpus),
+            # /ping answers 503 until a model is loaded, which at the first `up` (no
+            # champion yet) is indefinitely: it gates traffic only. Liveness asks
+            # /livez (200 while the process runs), so a pod waiting for its first
+            # model is not restarted into a crash loop.
             "readinessProbe": http_probe("/ping", SERVING_PORT, initial_delay=10, period=5),
-            "livenessProbe": http_probe("/ping", SERVING_PORT, initial_delay=60, period=15),
+            "livenessProbe": http_probe("/livez", SERVING_PORT, initial_delay=30, period=15),
+            "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
             "securityContext": container_security_context(),
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
                              {"name": "mlflow-credentials", "mountPath": "/tmp/.mlflow",
@@ -252,8 +287,9 @@ class ModelService(pulumi.ComponentResource):
             "serviceAccountName": APP,
             # IRSA's webhook mounts its own projected token; the API token is not needed.
             "automountServiceAccountToken": False,
-            # SageMaker's container contract: SIGTERM, then SIGKILL 30 s later.
-            "terminationGracePeriodSeconds": 30,
+            # SageMaker's container contract: SIGTERM, then SIGKILL 30 s later; longer
+            # than the preStop sleep plus the server's drain.
+            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
             "securityContext": pod_security_context(),
             # The CPU pool is the system pool.
             **pool_placement("gpu" if s.pool == "gpu" else "system"),
@@ -288,7 +324,8 @@ class ModelService(pulumi.ComponentResource):
         for svc, extra in ((APP, [{"name": "direct", "port": SERVING_PORT, "targetPort": SERVING_PORT}]),
                            (f"{APP}-canary", [])):
             k8s.core.v1.Service(f"{name}-svc-{svc}", metadata={
-                "name": svc, "namespace": ns_name, "labels": labels},
+                "name": svc, "namespace": ns_name, "labels": labels,
+                "annotations": dict(SKIP_AWAIT)},
                 spec={"type": "ClusterIP", "selector": labels,
                       "ports": [{"name": "http", "port": 80, "targetPort": SERVING_PORT}, *extra]},
                 opts=k8s_opts)
@@ -297,7 +334,7 @@ class ModelService(pulumi.ComponentResource):
         # NLB over all serving pods, source ranges limited to the VPC.
         internal = k8s.core.v1.Service(f"{name}-svc-internal", metadata={
             "name": f"{APP}-internal", "namespace": ns_name, "labels": labels,
-            "annotations": dict(INTERNAL_NLB_ANNOTATIONS)},
+            "annotations": {**INTERNAL_NLB_ANNOTATIONS, **WAIT_FOR_LB_HOSTNAME}},
             spec=internal_nlb_spec(labels, args.vpc_cidr, SERVING_PORT),
             opts=k8s_opts)
         self.url = internal.status.apply(
@@ -313,7 +350,10 @@ class ModelService(pulumi.ComponentResource):
         k8s.apiextensions.CustomResource(
             f"{name}-rollout", api_version="argoproj.io/v1alpha1", kind="Rollout",
             metadata={"name": APP, "namespace": ns_name, "labels": labels},
-            spec={"replicas": s.min_replicas, "minReadySeconds": 10, "revisionHistoryLimit": 5,
+            # No `replicas`: the HPA owns the scale (Kubernetes' advice for HPA targets);
+            # Pulumi claiming it under server-side apply would conflict with the HPA's
+            # field manager on the next `up` and reset the count it chose.
+            spec={"minReadySeconds": 10, "revisionHistoryLimit": 5,
                   "selector": {"matchLabels": labels},
                   "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP,
                                   "scaleDown": "onsuccess"},
@@ -353,8 +393,7 @@ class ModelService(pulumi.ComponentResource):
                           "mlops.platform/serving-client": "true"}}}]},
                       control_plane_ingress(args.vpc_cidr, args.cluster.private_subnet_count)],
                   "egress": [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
-                             {"ports": [{"protocol": "TCP", "port": 80}],
-                              "to": [{"ipBlock": {"cidr": args.vpc_cidr}}]},
+                             MLFLOW_EGRESS,
                              {"ports": [{"protocol": "TCP", "port": 443}]},
                              # EMF records to the CloudWatch agent: its namespace, or the
                              # node's address should the agent run on the host network.
@@ -362,6 +401,17 @@ class ModelService(pulumi.ComponentResource):
                               "to": [{"namespaceSelector": {"matchLabels": {
                                   "kubernetes.io/metadata.name": CLOUDWATCH_NAMESPACE}}},
                                   {"ipBlock": {"cidr": args.vpc_cidr}}]}]},
+            opts=k8s_opts)
+
+        # The delivery stages' access entries carry DEPLOYER_GROUP; this is all they may do.
+        k8s.rbac.v1.Role(f"{name}-deployer-role", metadata={"name": "mlops-deployer",
+                                                            "namespace": ns_name},
+                         rules=deployer_rules(), opts=k8s_opts)
+        k8s.rbac.v1.RoleBinding(f"{name}-deployer-binding", metadata={
+            "name": "mlops-deployer", "namespace": ns_name},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "mlops-deployer"},
+            subjects=[{"kind": "Group", "name": DEPLOYER_GROUP,
+                       "apiGroup": "rbac.authorization.k8s.io"}],
             opts=k8s_opts)
 
         self._monitor_job(name, args, ns_name, k8s_opts)
@@ -425,7 +475,6 @@ class ModelService(pulumi.ComponentResource):
             spec={"podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress", "Egress"],
                   "ingress": [],
                   "egress": [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
-                             {"ports": [{"protocol": "TCP", "port": 80}],
-                              "to": [{"ipBlock": {"cidr": args.vpc_cidr}}]},
+                             MLFLOW_EGRESS,
                              {"ports": [{"protocol": "TCP", "port": 443}]}]},
             opts=k8s_opts)

@@ -159,6 +159,8 @@ class Monitoring(pulumi.ComponentResource):
     """SNS topic, alarms, pipeline-failure rules, dashboard and retrain trigger."""
 
     topic_arn: pulumi.Output[str]
+    topic_kms_key_arn: pulumi.Output[str]
+    """Publishers to the encrypted topic need GenerateDataKey/Decrypt on this key."""
     dashboard_name: pulumi.Output[str]
     alarm_arns: dict[str, pulumi.Output[str]]
 
@@ -231,5 +233,6 @@ class Monitoring(pulumi.ComponentResource):
             dashboard_body=specs_out.apply(lambda specs: dashboard_body(specs, args.region)),
             opts=here)
         self.topic_arn = topic.arn
+        self.topic_kms_key_arn = key.arn
         self.dashboard_name = dashboard.dashboard_name
         self.register_outputs({"topic_arn": topic.arn, "dashboard_name": dashboard.dashboard_name})

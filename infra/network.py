@@ -43,6 +43,7 @@ class Network(pulumi.ComponentResource):
     private_subnet_ids: list[pulumi.Output[str]]
     public_subnet_ids: list[pulumi.Output[str]]
     endpoint_security_group_id: pulumi.Output[str]
+    s3_prefix_list_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: NetworkArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -121,7 +122,7 @@ class Network(pulumi.ComponentResource):
             egress=[{"protocol": "tcp", "from_port": 443, "to_port": 443,
                      "cidr_blocks": [s.cidr], "description": "Replies inside the VPC"}],
             tags=tags, opts=here)
-        aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=vpc.id, vpc_endpoint_type="Gateway",
+        s3_endpoint = aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=vpc.id, vpc_endpoint_type="Gateway",
                             service_name=f"com.amazonaws.{args.region}.s3",
                             route_table_ids=[rt.id for rt in private_rts], tags=tags, opts=here)
         for service in INTERFACE_ENDPOINTS:
@@ -136,4 +137,7 @@ class Network(pulumi.ComponentResource):
         self.private_subnet_ids = private_ids
         self.public_subnet_ids = public_ids
         self.endpoint_security_group_id = endpoint_sg.id
+        # Traffic through a gateway endpoint goes to S3's public addresses: a security
+        # group reaches it only by egress to this prefix list, never to the VPC's CIDR.
+        self.s3_prefix_list_id = s3_endpoint.prefix_list_id
         self.register_outputs({"vpc_id": vpc.id, "private_subnet_ids": private_ids})

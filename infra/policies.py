@@ -92,6 +92,9 @@ def kms_key_policy(account_id: str, region: str, service_principals: Sequence[st
             "Resource": "*",
         }
         if service.startswith("logs."):
+            # DescribeKey carries no encryption context, so under the condition below it
+            # could never match (parliament: UNKNOWN_CONDITION_FOR_ACTION): leave it out.
+            statement["Action"] = [a for a in statement["Action"] if a != "kms:DescribeKey"]
             statement["Condition"] = {"ArnLike": {
                 "kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{account_id}:*"}}
         else:

@@ -18,6 +18,7 @@ import pulumi_aws as aws
 
 from infra.config import Settings
 from infra.delivery_pipeline import DeliveryPipeline, DeliveryPipelineArgs, pipeline_name
+from infra.eks_versions import version as eks_version
 from infra.gpu_cluster import GpuCluster, GpuClusterArgs
 from infra.mlflow_server import MlflowServer, MlflowServerArgs
 from infra.model_service import ModelService, ModelServiceArgs
@@ -112,11 +113,13 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
         bucket_arn=mlflow.artifact_bucket_arn, kms_key_arn=mlflow.kms_key_arn,
         repository_arns=registry.arns(["training"]),
         credentials_secret_arn=mlflow.credentials_secret_arn, vpc_id=network.vpc_id,
-        vpc_cidr=network.vpc_cidr, tags=tags))
+        vpc_cidr=network.vpc_cidr, s3_prefix_list_id=network.s3_prefix_list_id, tags=tags))
     service = ModelService(f"{prefix}-serving", ModelServiceArgs(
         settings=settings.serving, prefix=prefix, stack=settings.stack,
         model_name=settings.model_name, image=registry.repo_digests["serving"],
-        mlflow_tracking_uri=mlflow.tracking_uri, mlflow_admin_user=settings.mlflow_admin_user,
+        # In the cluster MLflow is reached by its Service's DNS name, never the NLB.
+        mlflow_tracking_uri=mlflow.internal_tracking_uri,
+        mlflow_admin_user=settings.mlflow_admin_user,
         mlflow_admin_password=settings.mlflow_admin_password,
         capture_bucket_arn=mlflow.artifact_bucket_arn,
         capture_bucket_name=mlflow.artifact_bucket_name, capture_kms_key_arn=mlflow.kms_key_arn,
@@ -137,9 +140,11 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
         serving_namespace=settings.serving.namespace, rollout_name=service.rollout_name,
         serving_url=service.url,
         serving_alarm_names=[alarm_name(prefix, key) for key in SERVING_ALARM_KEYS],
-        alarm_topic_arn=monitoring.topic_arn, vpc_id=network.vpc_id,
+        alarm_topic_arn=monitoring.topic_arn, alarm_topic_kms_key_arn=monitoring.topic_kms_key_arn,
+        vpc_id=network.vpc_id,
         vpc_cidr=network.vpc_cidr, private_subnet_ids=list(network.private_subnet_ids),
         cluster_name=cluster.cluster_name, cluster_arn=cluster.cluster_arn,
+        kubectl_version=eks_version(settings.cluster.version).kubectl,
         repository_names={k: v for k, v in registry.repository_names.items() if k != "mlflow"},
         repository_arns={k: v for k, v in registry.repository_arns.items() if k != "mlflow"},
         registry_kms_key_arn=registry.kms_key_arn,
@@ -151,6 +156,12 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
         mlflow_credentials_secret_arn=mlflow.credentials_secret_arn,
         mlflow_kms_key_arn=mlflow.kms_key_arn, log_retention_days=settings.log_retention_days,
         protect=protect, tags=tags))
+
+    # Deploy and SmokeTest run kubectl from the VPC against the private API endpoint.
+    cluster.allow_api_from(f"{prefix}-cluster-api-from-delivery",
+                           security_group_id=delivery.build_security_group_id,
+                           description="Kubernetes API from the delivery pipeline's VPC builds",
+                           tags=tags)
 
     return {
         "clusterName": cluster.cluster_name,

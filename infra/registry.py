@@ -62,16 +62,19 @@ def content_tag(root: Path, spec: ImageSpec) -> str:
     return "src-" + digest.hexdigest()[:16]
 
 
-def lifecycle_policy(keep_tagged: int = 30) -> str:
-    """Expire untagged layers after a week; keep the last ``keep_tagged`` tagged images."""
+def lifecycle_policy(untagged_days: int = 7) -> str:
+    """Expire untagged images only, a week after their push.
+
+    A count rule over tagged images ("keep the last 30") would expire the image the
+    champion still runs once 30 newer builds exist: the served image is referenced by
+    digest and its age says nothing about its use. Every image the platform deploys is
+    pushed with a tag (pulumi-docker's content tag, the build stage's commit tag), so only
+    leftovers without a tag (layers of a re-pushed build, failed pushes) are expired.
+    """
     return json.dumps({"rules": [
-        {"rulePriority": 1, "description": "untagged images expire after 7 days",
+        {"rulePriority": 1, "description": f"untagged images expire after {untagged_days} days",
          "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
-                       "countUnit": "days", "countNumber": 7},
-         "action": {"type": "expire"}},
-        {"rulePriority": 2, "description": f"keep the last {keep_tagged} builds",
-         "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
-                       "countNumber": keep_tagged},
+                       "countUnit": "days", "countNumber": untagged_days},
          "action": {"type": "expire"}},
     ]})
 

@@ -69,6 +69,8 @@ TF_TYPES: dict[str, str] = {
     "aws:sns/topic:Topic": "aws_sns_topic",
     "aws:sns/topicPolicy:TopicPolicy": "aws_sns_topic_policy",
     "aws:sns/topicSubscription:TopicSubscription": "aws_sns_topic_subscription",
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+        "aws_vpc_security_group_ingress_rule",
 }
 """Every AWS type the program declares; an unmapped one is an error, never a silent skip."""
 

@@ -41,6 +41,8 @@ class TrainingPipelineArgs:
     credentials_secret_arn: pulumi.Input[str]
     vpc_id: pulumi.Input[str]
     vpc_cidr: str
+    s3_prefix_list_id: pulumi.Input[str]
+    """The S3 gateway endpoint's prefix list: jobs reach S3 through it."""
     tags: dict[str, str]
 
 
@@ -95,6 +97,9 @@ class TrainingPipeline(pulumi.ComponentResource):
             description="SageMaker pipeline jobs: HTTPS and MLflow inside the VPC only",
             egress=[{"protocol": "tcp", "from_port": 443, "to_port": 443,
                      "cidr_blocks": [args.vpc_cidr], "description": "VPC endpoints"},
+                    {"protocol": "tcp", "from_port": 443, "to_port": 443,
+                     "prefix_list_ids": [args.s3_prefix_list_id],
+                     "description": "S3 through the gateway endpoint"},
                     {"protocol": "tcp", "from_port": 80, "to_port": 80,
                      "cidr_blocks": [args.vpc_cidr], "description": "MLflow internal NLB"}],
             tags=args.tags, opts=here)

@@ -20,7 +20,6 @@ from infra.checks import findings, load_skips, parse_report, unexpected, unused
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
-KUBERNETES_VERSION = "1.33"
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +65,12 @@ def test_no_stale_checkov_skips(checkov_reports: dict) -> None:
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_kubernetes_objects_validate_against_the_schema(plans: dict[str, dict[str, Path]], stack: str) -> None:
+def test_kubernetes_objects_validate_against_the_schema(plans: dict[str, dict[str, Path]],
+                                                       captured: dict, stack: str) -> None:
+    """Against the schema of the stack's own cluster version."""
     import kubernetes_validate
+
+    version = captured[stack].settings.cluster.version
 
     docs = list(yaml.safe_load_all(plans[stack]["kubernetes"].read_text()))
     kinds = {d["kind"] for d in docs}
@@ -79,7 +82,7 @@ def test_kubernetes_objects_validate_against_the_schema(plans: dict[str, dict[st
             # inline) would be checked as a PodTemplate. Ours references the Deployment.
             assert doc["kind"] in ("Rollout", "AnalysisTemplate"), doc["kind"]
             continue
-        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(doc, version, strict=True)
 
 
 def test_rollout_references_a_validated_deployment(plans: dict[str, dict[str, Path]]) -> None:
@@ -99,3 +102,107 @@ def test_plan_json_has_no_secret_values(plans: dict[str, dict[str, Path]]) -> No
             assert "offline-plan-password-0123" not in text, f"{stack} {key} leaks the admin password"
     plan = json.loads(plans["prod"]["plan"].read_text())
     assert plan["planned_values"]["root_module"]["resources"]
+
+
+# --- IAM (parliament), network reachability, capacity: each judged against its own
+# committed skip file, with the same staleness rule as checkov's.
+
+@pytest.fixture(scope="module")
+def parliament_findings(captured: dict) -> dict[str, list]:
+    """parliament's failing findings per stack (one run over all of a stack's documents)."""
+    from infra import iam_check
+
+    return {stack: iam_check.findings(iam_check.run_parliament(iam_check.policy_documents(cap)))
+            for stack, cap in captured.items()}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_parliament_finds_nothing_unlisted(captured: dict, parliament_findings: dict, stack: str) -> None:
+    from infra import iam_check
+
+    assert len(iam_check.policy_documents(captured[stack])) > 20
+    new = unexpected(stack, "parliament", parliament_findings[stack], load_skips(iam_check.SKIP_FILE))
+    assert not new, "fix these or list them in infra/parliament-skips.yaml:\n" + "\n".join(
+        f"  {f.check_id} {f.resource}: {f.name}" for f in new)
+
+
+def test_no_stale_parliament_skips(parliament_findings: dict) -> None:
+    from infra import iam_check
+
+    seen = {(stack, "parliament"): found for stack, found in parliament_findings.items()}
+    stale = unused(load_skips(iam_check.SKIP_FILE), seen)
+    assert not stale, f"skips that match no finding any more: {[s.check_id for s in stale]}"
+
+
+def test_parliament_refuses_the_old_vpc_build_condition_and_unknown_actions() -> None:
+    """The checker bites: issue 11's VPC-build condition (ec2:AuthorizedService on
+    CreateNetworkInterface, where the key does not exist), a misspelled action, and an
+    object action on a bucket ARN are all errors."""
+    from infra import iam_check
+
+    documents = {"RolePolicy.old-vpc-build": {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ec2:CreateNetworkInterface"],
+         "Resource": "arn:aws:ec2:eu-west-1:123456789012:network-interface/*",
+         "Condition": {"StringEquals": {"ec2:AuthorizedService": "codebuild.amazonaws.com"}}},
+        {"Effect": "Allow", "Action": ["s3:GetObjct"], "Resource": "arn:aws:s3:::b/*"},
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::b"}]}}
+    issues = {f.check_id for f in iam_check.findings(iam_check.run_parliament(documents))}
+    assert {"UNKNOWN_CONDITION_FOR_ACTION", "UNKNOWN_ACTION", "RESOURCE_MISMATCH"} <= issues, issues
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_network_flows_are_as_the_platform_needs(captured: dict, stack: str) -> None:
+    from infra import reachability
+
+    found = reachability.network_findings(captured[stack])
+    new = unexpected(stack, "network", found, load_skips(reachability.SKIP_FILE))
+    assert not new, "fix these flows or list them in infra/network-skips.yaml:\n" + "\n".join(
+        f"  {f.check_id}: {f.name}" for f in new)
+
+
+def test_network_check_refuses_a_closed_needed_flow_and_an_open_forbidden_one(captured: dict) -> None:
+    """Jobs whose group reaches S3 only at the VPC's CIDR (the old rule) cannot use the
+    gateway endpoint; a database group open to the internet is refused."""
+    import copy
+    import dataclasses
+
+    from infra import reachability
+
+    prod = captured["prod"]
+    cap = dataclasses.replace(prod, resources=[dataclasses.replace(r, inputs=copy.deepcopy(r.inputs))
+                                               for r in prod.resources])
+    jobs = cap.one("aws:ec2/securityGroup:SecurityGroup", "-jobs-sg")
+    jobs.inputs["egress"] = [r for r in jobs.inputs["egress"] if not r.get("prefixListIds")]
+    db = cap.one("aws:ec2/securityGroup:SecurityGroup", "-db-sg")
+    db.inputs["ingress"].append({"protocol": "tcp", "fromPort": 5432, "toPort": 5432,
+                                 "cidrBlocks": ["0.0.0.0/0"]})
+    failed = {f.check_id for f in reachability.network_findings(cap)}
+    assert failed == {"sagemaker-to-s3", "internet-to-database-closed"}, failed
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_capacity_leaves_nothing_pending(captured: dict, stack: str) -> None:
+    from infra import capacity
+
+    found = capacity.capacity_findings(captured[stack])
+    new = unexpected(stack, "capacity", found, load_skips(capacity.SKIP_FILE))
+    assert not new, "resize the pools or list these in infra/capacity-skips.yaml:\n" + "\n".join(
+        f"  {f.name}" for f in new)
+
+
+def test_no_stale_network_or_capacity_skips(captured: dict) -> None:
+    from infra import capacity, reachability
+
+    for module, framework, check in ((reachability, "network", reachability.network_findings),
+                                     (capacity, "capacity", capacity.capacity_findings)):
+        seen = {(stack, framework): check(cap) for stack, cap in captured.items()}
+        stale = unused(load_skips(module.SKIP_FILE), seen)
+        assert not stale, f"{module.SKIP_FILE.name}: stale {[s.check_id for s in stale]}"
+
+
+def test_every_checker_skip_file_names_a_reason() -> None:
+    from infra import capacity, iam_check, reachability
+
+    for path in (iam_check.SKIP_FILE, reachability.SKIP_FILE, capacity.SKIP_FILE):
+        for skip in load_skips(path):
+            assert len(skip.reason) > 20, f"{path.name}: {skip.check_id} has no real reason"

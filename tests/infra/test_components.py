@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow.server.security_utils import is_allowed_host_header
 
 from infra.config import (AlarmSettings, ClusterSettings, DatabaseSettings, NetworkSettings,
                           ServingSettings)
 from infra.delivery_pipeline import DeliveryPipeline, DeliveryPipelineArgs
 from infra.gpu_cluster import GpuCluster, GpuClusterArgs
-from infra.mlflow_server import MlflowServer, MlflowServerArgs
+from infra.mlflow_server import MlflowServer, MlflowServerArgs, flask_secret_key
 from infra.mocks import ACCOUNT_ID, Capture, capture_program
 from infra.model_service import ModelService, ModelServiceArgs
 from infra.monitoring import Monitoring, MonitoringArgs
@@ -28,7 +29,7 @@ from infra.training_pipeline import TrainingPipeline, TrainingPipelineArgs, defi
 REGION = "eu-west-1"
 TAGS = {"stack": "test"}
 SUBNETS = ["subnet-a", "subnet-b"]
-CLUSTER = ClusterSettings(version="1.33", endpoint_public=False, public_access_cidrs=(),
+CLUSTER = ClusterSettings(version="1.35", endpoint_public=False, public_access_cidrs=(),
                           system_instance_type="m6i.large", system_min=2, system_max=3,
                           gpu_instance_types=("g5.xlarge",), gpu_min=0, gpu_max=2,
                           gpu_capacity_type="ON_DEMAND")
@@ -150,8 +151,44 @@ def test_mlflow_server_alone() -> None:
     service = cap.one("kubernetes:core/v1:Service")
     assert service.inputs["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal", service.urn
     assert cap.outputs["uri"].startswith("http://internal-")
-    secret = cap.one("kubernetes:core/v1:Secret")
+    secret = cap.one("kubernetes:core/v1:Secret", "admin")
     assert set(secret.inputs["stringData"]) == {"username", "password"}, secret.urn
+
+
+def test_mlflow_replicas_share_one_secret_key_and_accept_their_hostnames() -> None:
+    """Both replicas read MLFLOW_FLASK_SERVER_SECRET_KEY from one Secret (a token one
+    replica signs, the other checks), stable across `up`s and never the password; MLflow
+    accepts the Host headers its clients send: the Service DNS names and the NLB's."""
+    def program() -> dict[str, Any]:
+        server = MlflowServer("t-mlflow", MlflowServerArgs(
+            database=DatabaseSettings("db.t4g.small", 20, 50, True, 7, "16"), prefix="t",
+            region=REGION, account_id=ACCOUNT_ID, vpc_id="vpc-1", vpc_cidr="10.40.0.0/16",
+            private_subnet_ids=SUBNETS, cluster=_cluster(),
+            image=f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/t/mlflow@sha256:{'c' * 64}",
+            admin_user="admin", admin_password="a-long-enough-password", log_retention_days=365,
+            protect=True, tags=TAGS))
+        return {"uri": server.tracking_uri}
+
+    first, second = _run(program), _run(program)
+    secrets = [c.one("kubernetes:core/v1:Secret", "flask") for c in (first, second)]
+    key = secrets[0].inputs["stringData"]["secret-key"]
+    assert key == secrets[1].inputs["stringData"]["secret-key"], "the key changed between two ups"
+    assert len(key) == 64 and key != "a-long-enough-password"
+    assert flask_secret_key("another-long-password") != key
+    deployment = first.one("kubernetes:apps/v1:Deployment")
+    assert deployment.inputs["spec"]["replicas"] == 2, deployment.urn
+    env = {e["name"]: e for e in deployment.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"]["valueFrom"] == {"secretKeyRef": {
+        "name": secrets[0].inputs["metadata"]["name"], "key": "secret-key"}}, deployment.urn
+    hosts = env["MLFLOW_SERVER_ALLOWED_HOSTS"]["value"].split(",")
+    lb = first.outputs["uri"].removeprefix("http://")
+    for host in ("mlflow.mlflow.svc.cluster.local", "mlflow.mlflow.svc", "mlflow.mlflow", "mlflow",
+                 lb, "localhost"):
+        assert is_allowed_host_header(hosts, host), f"{host} refused by {hosts}"
+        assert is_allowed_host_header(hosts, f"{host}:80"), f"{host}:80 refused by {hosts}"
+    # Nothing else: the variable replaces MLflow's default list, so it must stay exact.
+    for host in ("evil.example.com", "10.40.3.7", f"other.elb.{REGION}.amazonaws.com"):
+        assert not is_allowed_host_header(hosts, host), f"{host} accepted by {hosts}"
 
 
 def test_training_pipeline_alone_takes_the_sdk_definition(sdk_definition: str) -> None:
@@ -161,7 +198,7 @@ def test_training_pipeline_alone_takes_the_sdk_definition(sdk_definition: str) -
             bucket_arn="arn:aws:s3:::bucket-a", kms_key_arn=f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/k",
             repository_arns=[f"arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/t/training"],
             credentials_secret_arn="arn:aws:secretsmanager:s", vpc_id="vpc-1",
-            vpc_cidr="10.40.0.0/16", tags=TAGS))
+            vpc_cidr="10.40.0.0/16", s3_prefix_list_id="pl-6da54004", tags=TAGS))
         return {"arn": pipe.pipeline_arn}
 
     cap = _run(program)
@@ -181,9 +218,10 @@ def _delivery(approval: bool) -> Capture:
             github_repository="org/repo", github_branch="main", approval_required=approval,
             model_name="m", serving_namespace="serving", rollout_name="model-server",
             serving_url="http://internal-serving", serving_alarm_names=["t-serving-5xx"],
-            alarm_topic_arn=arn.format("sns", "t"), vpc_id="vpc-1", vpc_cidr="10.40.0.0/16",
+            alarm_topic_arn=arn.format("sns", "t"), alarm_topic_kms_key_arn=arn.format("kms", "key/t"),
+            vpc_id="vpc-1", vpc_cidr="10.40.0.0/16",
             private_subnet_ids=SUBNETS, cluster_name="t-cluster",
-            cluster_arn=arn.format("eks", "cluster/t"),
+            cluster_arn=arn.format("eks", "cluster/t"), kubectl_version="1.35.0",
             repository_names={"training": "t/training", "serving": "t/serving"},
             repository_arns={"training": arn.format("ecr", "repository/t/training"),
                              "serving": arn.format("ecr", "repository/t/serving")},
@@ -241,8 +279,11 @@ def test_delivery_pipeline_alone(approval: bool) -> None:
     # SmokeTest restores the Rollout, so it gets cluster access scoped like Deploy's.
     smoke_env = {v["name"] for v in projects["buildspecs/smoke_test.yml"].inputs["environment"]["environmentVariables"]}
     assert "EKS_CLUSTER_NAME" in smoke_env
-    scopes = [a.inputs["accessScope"] for a in cap.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")]
-    assert len(scopes) == 2 and all(s == {"type": "namespace", "namespaces": ["serving"]} for s in scopes)
+    # Kubernetes rights come from the entries' group (bound to a namespaced Role by
+    # ModelService), not from an EKS access policy, which has no argoproj.io rules.
+    entries = cap.of_type("aws:eks/accessEntry:AccessEntry")
+    assert len(entries) == 2 and all(e.inputs["kubernetesGroups"] == ["mlops-deployers"] for e in entries)
+    assert not cap.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
 
 
 def test_buildspecs_named_by_the_pipeline_exist_in_the_repository() -> None:

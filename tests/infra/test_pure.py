@@ -51,7 +51,8 @@ def _all_documents() -> dict[str, dict]:
             account_id=ACCT, repository_arns=repos, registry_key_arn=KEY,
             sagemaker_pipeline_arn="arn:aws:sagemaker:p", sagemaker_bucket_arn=BUCKET,
             sagemaker_key_arn=KEY, cluster_arn="arn:aws:eks:c", mlflow_secret_arn="arn:aws:sm:s",
-            mlflow_key_arn=KEY, topic_arn="arn:aws:sns:t", alarm_names=["a"])
+            mlflow_key_arn=KEY, topic_arn="arn:aws:sns:t", topic_key_arn=KEY, alarm_names=["a"],
+            subnet_ids=["subnet-1", "subnet-2"], security_group_id="sg-1")
     return docs
 
 
