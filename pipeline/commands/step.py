@@ -32,6 +32,8 @@ from pipeline.exit_codes import ExitCode
 from pipeline.schema import DEFAULT_MODEL_NAME
 
 STEP_NAMES = ("validate", "split", "train", "evaluate", "gate", "register")
+REGISTRY_STEPS = frozenset({"evaluate", "gate", "register"})
+"""Steps that read the registry (the champion) or write it; only they log into MLflow."""
 
 
 class StepUsageError(ValueError):
@@ -297,7 +299,8 @@ def step_command(args: argparse.Namespace) -> int:
             raise StepUsageError(
                 f"unknown --param {', '.join(unknown)}; known: {', '.join(sorted(allowed_params(args.name)))}"
             )
-        secret = load_tracking_credentials()
+        # Only the steps that talk to the tracking server need (and may read) its credentials.
+        secret = load_tracking_credentials() if args.name in REGISTRY_STEPS else None
         args.output.mkdir(parents=True, exist_ok=True)
         code = RUNNERS[args.name](list(args.inputs), args.output, params)
     except (StepUsageError, ValueError, FileNotFoundError, CredentialsError) as exc:

@@ -111,3 +111,14 @@ def test_the_gate_itself_lets_an_auth_refusal_through_instead_of_failing_closed(
     monkeypatch.setattr("pipeline.steps.evaluate.evaluate", lambda frame, proba: type("M", (), {"metrics": {}, "slices": {}, "fairness": {}})())
     with pytest.raises(MlflowException):
         step_command_module.run_gate([tmp_path / "model", tmp_path / "holdout"], tmp_path / "out", {})
+
+
+def test_steps_that_never_touch_the_registry_do_not_read_the_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validate and Split run with no credentials at all (and no network in the image tests)."""
+    monkeypatch.setenv(SECRET_ENV, "arn:aws:secretsmanager:us-east-1:123456789012:secret:unreachable-AbCdEf")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: reading would fail
+    ran: list[str] = []
+    monkeypatch.setitem(step_command_module.RUNNERS, "validate", lambda inputs, out, params: ran.append("validate") or 0)
+    args = argparse.Namespace(name="validate", inputs=[], output=tmp_path / "out", param=[])
+    assert step_command_module.step_command(args) == ExitCode.OK
+    assert ran == ["validate"]
