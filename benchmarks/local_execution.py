@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.delivery import local_train  # noqa: E402
+from pipeline.delivery import datasets, local_train  # noqa: E402
 from pipeline.schema import DEFAULT_DATASET, REPO_ROOT  # noqa: E402
 from tests.images.services import mlflow_stack  # noqa: E402
 
@@ -53,7 +53,7 @@ def main() -> int:
             local_train.seed_credentials_secret(moto.client("secretsmanager"), definition.credentials_secret_arn,
                                                 server.admin_user, server.admin_password)
             s3 = moto.client("s3")
-            uri = local_train.push_dataset(s3, DEFAULT_DATASET, definition.parameter_default("InputDataUri"))
+            uri = datasets.push_dataset(s3, DEFAULT_DATASET, definition.parameter_default("InputDataUri"))
             execution = local_train.execute_locally(definition, s3=s3, tracking_uri=server.url, endpoint_url=moto.endpoint,
                                                     workdir=root / "work", input_data=uri, log=lambda _: None)
     if not execution.succeeded:

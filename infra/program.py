@@ -173,6 +173,8 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
         "mlflowTrackingUri": mlflow.tracking_uri,
         "mlflowCredentialsSecretArn": mlflow.credentials_secret_arn,
         "artifactBucket": mlflow.artifact_bucket_name,
+        # `deliver push-data --data-uri` uploads datasets under this prefix.
+        "dataUri": pulumi.Output.concat("s3://", mlflow.artifact_bucket_name, f"/datasets/{settings.model_name}/"),
         "sagemakerPipelineArn": training.pipeline_arn,
         "codePipelineName": delivery.pipeline_name,
         "githubConnectionArn": delivery.connection_arn,

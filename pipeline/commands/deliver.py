@@ -91,6 +91,13 @@ def add_parser(subparsers: Any) -> None:
     smoke.add_argument("--poll-s", type=float, default=10.0)
     smoke.set_defaults(func=smoke_command)
 
+    push = stages.add_parser("push-data", help="upload a dataset to the pipeline's data prefix at its content address; print the URI to train on")
+    common(push)
+    push.add_argument("file", type=Path, help="dataset file (CSV or Parquet, optionally compressed)")
+    push.add_argument("--data-uri", default=os.environ.get("PIPELINE_DATA_URI"), help="the pipeline's InputDataUri prefix, s3://BUCKET/datasets/MODEL/ (stack output dataUri)")
+    push.add_argument("--out", type=Path, default=None, help="also write {\"input_data\": URI} here for `deliver train --input-data`")
+    push.set_defaults(func=push_data_command)
+
     rehearse = stages.add_parser("rehearse", help="run the whole delivery sequence locally and print each stage's outcome")
     common(rehearse)
     rehearse.add_argument("--data", type=Path, default=None, help="training data (default: the dataset)")
@@ -107,10 +114,27 @@ def add_parser(subparsers: Any) -> None:
     rehearse.set_defaults(func=rehearse_command)
 
 
+def push_data_command(args: argparse.Namespace) -> int:
+    """Upload a dataset under its content address; print the prefix an execution trains on."""
+    from pipeline.delivery import datasets
+    from pipeline.delivery.aws import make_client
+
+    if not args.data_uri:
+        return _finish(args, "push-data", ExitCode.USAGE, "--data-uri (or PIPELINE_DATA_URI) is required")
+    try:
+        uri = datasets.push_dataset(make_client("s3", endpoint_url=args.endpoint_url), args.file, args.data_uri)
+    except (ValueError, FileNotFoundError) as exc:
+        return _finish(args, "push-data", ExitCode.USAGE, str(exc))
+    if args.out is not None:
+        args.out.write_text(json.dumps({"input_data": uri}) + "\n")
+    print(uri)
+    return _finish(args, "push-data", ExitCode.OK, f"{args.file} -> {uri}")
+
+
 def _train_locally(args: argparse.Namespace) -> int:
     """``train --local``: the stack's definition executed here, step by step, in the built images."""
     from pipeline.containers import image_exists
-    from pipeline.delivery import local_train
+    from pipeline.delivery import datasets, local_train
     from pipeline.delivery.aws import make_client
 
     problems = [flag for flag, value in (("--endpoint-url", args.endpoint_url), ("--tracking-uri", args.tracking_uri)) if not value]
@@ -121,7 +145,8 @@ def _train_locally(args: argparse.Namespace) -> int:
     s3 = make_client("s3", endpoint_url=args.endpoint_url, region=local_train.LOCAL_REGION)
     input_data = args.input_data
     if args.data is not None:
-        input_data = local_train.push_dataset(s3, args.data, args.input_data or stack_def.parameter_default("InputDataUri"))
+        datasets.ensure_bucket(s3, stack_def.parameter_default("InputDataUri"))
+        input_data = datasets.push_dataset(s3, args.data, args.input_data or stack_def.parameter_default("InputDataUri"))
         print(f"pushed {args.data} to {input_data}", flush=True)
     username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
     if stack_def.credentials_secret_arn and username and password:

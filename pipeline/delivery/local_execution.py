@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipeline.delivery import datasets
+
 JOB_UID = 10001
 """The images' unprivileged user; the Processing and Training outputs end up owned by it."""
 
@@ -100,10 +102,10 @@ _PROPERTY_PATH = re.compile(r"\.?([A-Za-z0-9_]+)|\['([^']+)'\]|\[(\d+)\]")
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    match = re.match(r"^s3://([^/]+)/?(.*)$", uri or "")
-    if not match:
-        raise DefinitionError(f"{uri!r} is not an s3:// URI")
-    return match.group(1), match.group(2)
+    try:
+        return datasets.split_s3_uri(uri)
+    except ValueError as exc:
+        raise DefinitionError(str(exc)) from exc
 
 
 class DefinitionExecutor:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.containers import image as local_image
-from pipeline.delivery.local_execution import DefinitionExecutor, LocalExecution, podman_runner, split_s3_uri
+from pipeline.delivery.datasets import ensure_bucket
+from pipeline.delivery.local_execution import DefinitionExecutor, LocalExecution, podman_runner
 from pipeline.sagemaker_compiler import (
     GATE_REFUSED_PREFIX,
     PARAM_GIT_COMMIT,
@@ -77,14 +78,6 @@ def _processing_steps(definition: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def _ensure_bucket(s3: Any, uri: str) -> None:
-    bucket, _ = split_s3_uri(uri)
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except Exception:  # noqa: BLE001 - a missing stand-in bucket is created, as `pulumi up` would have
-        s3.create_bucket(Bucket=bucket)
-
-
 def execute_locally(stack_def: StackDefinition, *, s3: Any, tracking_uri: str, endpoint_url: str, workdir: Path,
                     git_commit: str = "local", input_data: str | None = None,
                     log: Any = print) -> LocalExecution:
@@ -96,12 +89,12 @@ def execute_locally(stack_def: StackDefinition, *, s3: Any, tracking_uri: str, e
     if input_data:
         parameters[PARAM_INPUT_DATA] = input_data
     data_uri = input_data or stack_def.parameter_default(PARAM_INPUT_DATA)
-    _ensure_bucket(s3, data_uri)
+    ensure_bucket(s3, data_uri)
     for step in _processing_steps(stack_def.definition):
         for output in step["Arguments"]["ProcessingOutputConfig"]["Outputs"]:
             uri = output["S3Output"]["S3Uri"]
             first = uri["Std:Join"]["Values"][0] if isinstance(uri, dict) else uri
-            _ensure_bucket(s3, first)
+            ensure_bucket(s3, first)
     env = {
         # The in-cluster address cannot resolve here: the caller's server stands in.
         "MLFLOW_TRACKING_URI": tracking_uri,
@@ -134,23 +127,3 @@ def seed_credentials_secret(secrets: Any, secret_arn: str, username: str, passwo
         secrets.put_secret_value(SecretId=name, SecretString=value)
     except secrets.exceptions.ResourceNotFoundException:
         secrets.create_secret(Name=name, SecretString=value)
-
-
-def push_dataset(s3: Any, path: Path, data_uri: str) -> str:
-    """Upload ``path`` under the pipeline's ``InputDataUri`` prefix; the object's s3:// URI.
-
-    The prefix holds exactly one dataset afterwards (older objects under it are removed),
-    so an execution never trains on a mix of two pushes.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"no dataset file {path}")
-    bucket, prefix = split_s3_uri(data_uri)
-    prefix = prefix if prefix.endswith("/") or not prefix else prefix + "/"
-    _ensure_bucket(s3, data_uri)
-    stale = [{"Key": item["Key"]} for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-             for item in page.get("Contents", [])]
-    if stale:
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": stale})
-    key = f"{prefix}{path.name}"
-    s3.upload_file(str(path), bucket, key)
-    return f"s3://{bucket}/{key}"

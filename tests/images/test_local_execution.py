@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from pipeline.delivery import local_train
+from pipeline.delivery import datasets, local_train
 from pipeline.schema import DEFAULT_DATASET, DEFAULT_MODEL_NAME, LABEL, REPO_ROOT
 from tests.images.services import MlflowServer, Moto, mlflow_stack
 
@@ -59,7 +59,7 @@ def run_locally(definition: local_train.StackDefinition, server: MlflowServer, m
     local_train.seed_credentials_secret(moto.client("secretsmanager"), definition.credentials_secret_arn,
                                         server.admin_user, password or server.admin_password)
     s3 = moto.client("s3")
-    uri = local_train.push_dataset(s3, data, definition.parameter_default("InputDataUri"))
+    uri = datasets.push_dataset(s3, data, definition.parameter_default("InputDataUri"))
     return local_train.execute_locally(definition, s3=s3, tracking_uri=server.url, endpoint_url=moto.endpoint,
                                        workdir=workdir, input_data=uri)
 

@@ -1,0 +1,57 @@
+"""Put a dataset where the SageMaker pipeline reads it, under a name that says which data.
+
+Each push goes to a content-addressed prefix, ``<InputDataUri>sha256-<digest>/<file>``,
+and the stage passes that prefix as the execution's ``InputDataUri``: the execution's
+parameters then record exactly which bytes it trained on, a later push can never change
+what an earlier execution (or its retry) reads, and pushing the same file twice is a
+no-op. ``python -m pipeline deliver push-data FILE --data-uri S3_PREFIX`` prints the
+prefix for ``deliver train --input-data``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1 << 20
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key or prefix) of an ``s3://`` URI; ValueError naming it otherwise."""
+    match = re.match(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/?(.*)$", uri or "")
+    if not match:
+        raise ValueError(f"{uri!r} is not an s3:// URI")
+    return match.group(1), match.group(2)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def ensure_bucket(s3: Any, uri: str) -> None:
+    """Create the bucket of ``uri`` if it is missing (the local stand-in; in AWS the stack made it)."""
+    bucket, _ = split_s3_uri(uri)
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception:  # noqa: BLE001 - botocore's errors are dynamic; a real failure resurfaces on create
+        s3.create_bucket(Bucket=bucket)
+
+
+def push_dataset(s3: Any, path: Path, data_uri: str) -> str:
+    """Upload ``path`` under ``data_uri`` at its content address; the prefix URI to train on."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no dataset file {path}")
+    bucket, prefix = split_s3_uri(data_uri)
+    prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+    folder = f"{prefix}sha256-{file_sha256(path)[:32]}/"
+    key = folder + path.name
+    existing = s3.list_objects_v2(Bucket=bucket, Prefix=folder).get("Contents", [])
+    if not any(item["Key"] == key for item in existing):
+        s3.upload_file(str(path), bucket, key)
+    return f"s3://{bucket}/{folder}"
