@@ -10,13 +10,11 @@ prefix for ``deliver train --input-data``.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
-CHUNK = 1 << 20
-
+from pipeline.digest import file_digest
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """(bucket, key or prefix) of an ``s3://`` URI; ValueError naming it otherwise."""
@@ -24,14 +22,6 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     if not match:
         raise ValueError(f"{uri!r} is not an s3:// URI")
     return match.group(1), match.group(2)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def ensure_bucket(s3: Any, uri: str) -> None:
@@ -49,7 +39,7 @@ def push_dataset(s3: Any, path: Path, data_uri: str) -> str:
         raise FileNotFoundError(f"no dataset file {path}")
     bucket, prefix = split_s3_uri(data_uri)
     prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-    folder = f"{prefix}sha256-{file_sha256(path)[:32]}/"
+    folder = f"{prefix}sha256-{file_digest(path)[:32]}/"
     key = folder + path.name
     existing = s3.list_objects_v2(Bucket=bucket, Prefix=folder).get("Contents", [])
     if not any(item["Key"] == key for item in existing):
