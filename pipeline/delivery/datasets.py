@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.digest import file_digest
 
+
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """(bucket, key or prefix) of an ``s3://`` URI; ValueError naming it otherwise."""
     match = re.match(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/?(.*)$", uri or "")
