@@ -163,6 +163,7 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
 
     return {
         "clusterName": cluster.cluster_name,
+        "clusterApiClientSecurityGroupId": cluster.api_client_security_group_id,
         "kubeconfig": pulumi.Output.secret(cluster.kubeconfig),
         "trainingRepositoryUrl": registry.repository_urls["training"],
         "servingRepositoryUrl": registry.repository_urls["serving"],
