@@ -230,7 +230,9 @@ class GpuCluster(pulumi.ComponentResource):
         aws.eks.Addon(f"{name}-vpc-cni", cluster_name=cluster.name, addon_name="vpc-cni",
                       configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
                       tags=tags, opts=here, **conflicts)
-        for addon in ("kube-proxy", "coredns"):
+        # metrics-server (an EKS community add-on): the serving HPA scales on CPU from the
+        # resource metrics API, which EKS does not serve without it.
+        for addon in ("kube-proxy", "coredns", "metrics-server"):
             aws.eks.Addon(f"{name}-{addon}", cluster_name=cluster.name, addon_name=addon,
                           tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=[system]),
                           **conflicts)

@@ -202,6 +202,17 @@ def test_test_stage_writes_the_junit_report_it_publishes() -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
+def test_the_hpa_has_a_resource_metrics_source(captured: dict[str, Capture], stack: str) -> None:
+    """A CPU-utilisation HPA reads the resource metrics API; EKS serves it only once
+    metrics-server is installed (otherwise the HPA never scales past its minimum)."""
+    cap = captured[stack]
+    hpa = cap.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    assert any(m["type"] == "Resource" for m in hpa.inputs["spec"]["metrics"]), hpa.urn
+    addons = {a.inputs["addonName"] for a in cap.of_type("aws:eks/addon:Addon")}
+    assert "metrics-server" in addons, addons
+
+
+@pytest.mark.parametrize("stack", STACKS)
 def test_pulumi_leaves_the_scale_to_the_hpa(captured: dict[str, Capture], stack: str) -> None:
     """Under server-side apply, a field Pulumi sets is a field it owns: the Rollout's
     replicas belong to the HPA, the template's image and model env to the Deploy stage."""
