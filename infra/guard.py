@@ -22,6 +22,8 @@ from infra import policies
 
 Report = Callable[..., None]
 INTERNET = ("0.0.0.0/0", "::/0")
+IMAGE_BUILDING_BUILDSPECS = frozenset({"buildspecs/build_images.yml", "infra/buildspecs/apply.yml"})
+"""The only builds that run Docker (image builds need a privileged CodeBuild project)."""
 CONTROL_PLANE_LOGS = {"api", "audit", "authenticator", "controllerManager", "scheduler"}
 _DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 _DOCS = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24",
@@ -153,8 +155,8 @@ def codebuild_project(args: Any, report: Report) -> None:
     if (props.get("logsConfig") or {}).get("cloudwatchLogs", {}).get("status") != "ENABLED":
         report("build logs are off")
     if (props.get("environment") or {}).get("privilegedMode") and \
-            "build_images" not in str((props.get("source") or {}).get("buildspec")):
-        report("privileged mode outside the image-building project")
+            str((props.get("source") or {}).get("buildspec")) not in IMAGE_BUILDING_BUILDSPECS:
+        report("privileged mode outside the image-building projects")
 
 
 def _pod_specs(kind: str, props: dict[str, Any]) -> list[dict[str, Any]]:
