@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--diff", metavar="BASE_REF", default=None,
                         help="print what changes from git ref BASE_REF to the working tree instead "
                              "(added, changed keys, removed; stateful replacements flagged); "
-                             "exit 3 when a stateful resource would be replaced or removed")
+                             "exit 3 when a stateful resource would be replaced or removed, or AWS would "
+                             "refuse a change in one update")
     args = parser.parse_args(argv)
     if args.diff:
         from infra.plan_diff import plan_diff, render
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"infra.plan: {exc}", file=sys.stderr)
             return 2
         print(render(result, args.stack, args.diff), end="")
-        return 3 if result.replaced_stateful else 0
+        return 3 if result.replaced_stateful or result.refused_by_aws else 0
     from infra.config import ConfigError
     from infra.mocks import capture_stack
 

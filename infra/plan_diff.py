@@ -64,6 +64,8 @@ class PlanDiff:
     changed: dict[str, list[str]] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
     replaced_stateful: dict[str, str] = field(default_factory=dict)
+    refused_by_aws: dict[str, str] = field(default_factory=dict)
+    """Changes AWS refuses as one update (an EKS control plane moves one minor per upgrade)."""
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -103,6 +105,13 @@ def diff(base: dict[str, dict[str, Any]], head: dict[str, dict[str, Any]]) -> Pl
             forcing = [k for k in keys if _forces_replacement(head[urn]["type"], k)]
             if head[urn]["type"] in STATEFUL and forcing:
                 result.replaced_stateful[urn] = f"replaced: {', '.join(forcing)} changed"
+        if head[urn]["type"] == "aws:eks/cluster:Cluster" and "version" in keys:
+            before, after = (tuple(int(x) for x in str(side[urn]["inputs"]["version"]).split("."))
+                             for side in (base, head))
+            if after[0] != before[0] or abs(after[1] - before[1]) > 1:
+                result.refused_by_aws[urn] = (
+                    f"version {'.'.join(map(str, before))} -> {'.'.join(map(str, after))}: EKS "
+                    "upgrades one minor at a time; apply each minor in its own `up`")
     for urn in result.removed:
         if base[urn]["type"] in STATEFUL:
             renamed = [u for u in result.added if head[u]["type"] == base[urn]["type"]]
@@ -153,6 +162,10 @@ def render(result: PlanDiff, stack: str, ref: str) -> str:
         lines.append("")
         lines.append("!! stateful resources replaced or removed (data loss unless protected):")
         lines += [f"!!   {urn}: {why}" for urn, why in sorted(result.replaced_stateful.items())]
+    if result.refused_by_aws:
+        lines.append("")
+        lines.append("!! changes AWS refuses in one update:")
+        lines += [f"!!   {urn}: {why}" for urn, why in sorted(result.refused_by_aws.items())]
     for label, urns in (("+ add", result.added), ("- remove", result.removed)):
         if urns:
             lines.append("")

@@ -114,3 +114,12 @@ def test_unknown_ref_is_refused_by_name(tmp_path: Path) -> None:
     _git(repo, "init", "-q")
     with pytest.raises(ValueError, match="git cannot export 'no-such-ref'"):
         export_ref("no-such-ref", tmp_path / "out", repo)
+
+
+def test_an_eks_upgrade_of_two_minors_is_flagged() -> None:
+    cluster = "aws:eks/cluster:Cluster"
+    base = {"urn:c": _res(cluster, name="c", version="1.33"), "urn:d": _res(cluster, name="d", version="1.34")}
+    head = {"urn:c": _res(cluster, name="c", version="1.35"), "urn:d": _res(cluster, name="d", version="1.35")}
+    result = diff(base, head)
+    assert list(result.refused_by_aws) == ["urn:c"] and "one minor at a time" in result.refused_by_aws["urn:c"]
+    assert "!! changes AWS refuses" in render(result, "prod", "main")
