@@ -109,6 +109,7 @@ ADDON_PODS: tuple[Pod, ...] = (
     Pod("coredns", "system", 100, 70), Pod("coredns", "system", 100, 70),
     Pod("ebs-csi-controller", "system", 60, 240), Pod("ebs-csi-controller", "system", 60, 240),
     Pod("amazon-cloudwatch-observability-controller", "system", 100, 128),
+    Pod("metrics-server", "system", 100, 200), Pod("metrics-server", "system", 100, 200),
 )
 """Add-on pods outside the captured plan, with their default requests; they tolerate no
 taint, so they land on the system pool."""

@@ -142,6 +142,7 @@ class GpuCluster(pulumi.ComponentResource):
     emf_log_group_name: pulumi.Output[str]
     private_subnet_count: int
     cluster_security_group_id: pulumi.Output[str]
+    api_client_security_group_id: pulumi.Output[str]
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
@@ -229,7 +230,9 @@ class GpuCluster(pulumi.ComponentResource):
         aws.eks.Addon(f"{name}-vpc-cni", cluster_name=cluster.name, addon_name="vpc-cni",
                       configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
                       tags=tags, opts=here, **conflicts)
-        for addon in ("kube-proxy", "coredns"):
+        # metrics-server (an EKS community add-on): the serving HPA scales on CPU from the
+        # resource metrics API, which EKS does not serve without it.
+        for addon in ("kube-proxy", "coredns", "metrics-server"):
             aws.eks.Addon(f"{name}-{addon}", cluster_name=cluster.name, addon_name=addon,
                           tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=[system]),
                           **conflicts)
@@ -304,6 +307,21 @@ class GpuCluster(pulumi.ComponentResource):
         self.cluster_arn = cluster.arn
         self.cluster_security_group_id = cluster.vpc_config.apply(
             lambda c: prop(c, "cluster_security_group_id"))
+        # Where `pulumi up` and operators' kubectl run from: a host in a private subnet
+        # (CloudShell VPC environment, a CodeBuild project, an SSM-managed instance)
+        # wearing this group reaches the private endpoint; the endpoint is never public
+        # in prod and, as shipped, not in dev either (docs/infra.md).
+        api_clients = aws.ec2.SecurityGroup(
+            f"{name}-api-clients-sg", vpc_id=args.vpc_id,
+            description="Operators and pulumi up: HTTPS to the private EKS API and AWS endpoints",
+            egress=[{"protocol": "tcp", "from_port": 443, "to_port": 443,
+                     "cidr_blocks": ["0.0.0.0/0"],
+                     "description": "HTTPS: EKS API, AWS APIs, package registries"}],
+            tags=tags, opts=here)
+        self.api_client_security_group_id = api_clients.id
+        self.allow_api_from(f"{name}-api-from-clients", security_group_id=api_clients.id,
+                            description="Kubernetes API from the operators' security group",
+                            tags=tags)
         self.oidc_provider_arn = oidc.arn
         self.oidc_issuer = issuer
         self.gpu_node_group = gpu

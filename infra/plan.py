@@ -1,5 +1,8 @@
 """Offline plan for reviewers: ``python -m infra.plan --stack dev|prod --out build/plan/<stack>``.
 
+With ``--diff BASE_REF`` it prints, instead, what the working tree changes in the stack
+since that git ref (``infra.plan_diff``).
+
 Runs the program for one stack under Pulumi's mocks (no CLI, no AWS; see
 ``infra.mocks``) and writes three files that people and independent checkers read:
 
@@ -185,7 +188,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.plan", description=__doc__.split("\n")[0])
     parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default build/plan/<stack>)")
+    parser.add_argument("--diff", metavar="BASE_REF", default=None,
+                        help="print what changes from git ref BASE_REF to the working tree instead "
+                             "(added, changed keys, removed; stateful replacements flagged); "
+                             "exit 3 when a stateful resource would be replaced or removed, or AWS would "
+                             "refuse a change in one update")
     args = parser.parse_args(argv)
+    if args.diff:
+        from infra.plan_diff import plan_diff, render
+
+        try:
+            result = plan_diff(args.stack, args.diff)
+        except (ValueError, RuntimeError) as exc:
+            print(f"infra.plan: {exc}", file=sys.stderr)
+            return 2
+        print(render(result, args.stack, args.diff), end="")
+        return 3 if result.replaced_stateful or result.refused_by_aws else 0
     from infra.config import ConfigError
     from infra.mocks import capture_stack
 

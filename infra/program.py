@@ -20,6 +20,7 @@ from infra.config import Settings
 from infra.delivery_pipeline import DeliveryPipeline, DeliveryPipelineArgs, pipeline_name
 from infra.eks_versions import version as eks_version
 from infra.gpu_cluster import GpuCluster, GpuClusterArgs
+from infra.infra_pipeline import InfraPipeline, InfraPipelineArgs
 from infra.mlflow_server import MlflowServer, MlflowServerArgs
 from infra.model_service import ModelService, ModelServiceArgs
 from infra.monitoring import SERVING_ALARM_KEYS, Monitoring, MonitoringArgs, alarm_name
@@ -163,8 +164,20 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
                            description="Kubernetes API from the delivery pipeline's VPC builds",
                            tags=tags)
 
+    # Infra changes: previews on pull requests, `pulumi up` after merge, from the VPC.
+    infra = InfraPipeline(f"{prefix}-infra", InfraPipelineArgs(
+        prefix=prefix, stack=settings.stack, region=settings.region, account_id=account_id,
+        github_repository=settings.github_repository, github_branch=settings.github_branch,
+        connection_arn=delivery.connection_arn, approval_required=settings.approval_required,
+        vpc_id=network.vpc_id, private_subnet_ids=list(network.private_subnet_ids),
+        security_group_id=cluster.api_client_security_group_id,
+        log_retention_days=settings.log_retention_days, protect=protect, tags=tags))
+
     return {
+        "infraStateBucket": infra.state_bucket_name,
+        "infraPipelineName": infra.pipeline_name,
         "clusterName": cluster.cluster_name,
+        "clusterApiClientSecurityGroupId": cluster.api_client_security_group_id,
         "kubeconfig": pulumi.Output.secret(cluster.kubeconfig),
         "trainingRepositoryUrl": registry.repository_urls["training"],
         "servingRepositoryUrl": registry.repository_urls["serving"],

@@ -152,6 +152,10 @@ def flows(capture: Any) -> dict[str, tuple[bool, str]]:
     serving_ns = capture.settings.serving.namespace if capture.settings else "serving"
     result: dict[str, tuple[bool, str]] = {}
 
+    clients_sg = capture.one("aws:ec2/securityGroup:SecurityGroup", "-api-clients-sg").id
+    result["operators-to-eks-api"] = (
+        sg_flow(groups, clients_sg, cluster_sg, 443, src_cidr=node_cidr, dst_cidr=node_cidr),
+        "where `pulumi up` runs (the API clients' group) to the private API endpoint on 443")
     result["build-to-eks-api"] = (
         sg_flow(groups, build_sg, cluster_sg, 443, src_cidr=node_cidr, dst_cidr=node_cidr),
         "CodeBuild's VPC builds to the private API endpoint (cluster security group) on 443")

@@ -24,6 +24,7 @@ TF_TYPES: dict[str, str] = {
     "aws:cloudwatch/logGroup:LogGroup": "aws_cloudwatch_log_group",
     "aws:cloudwatch/metricAlarm:MetricAlarm": "aws_cloudwatch_metric_alarm",
     "aws:codebuild/project:Project": "aws_codebuild_project",
+    "aws:codebuild/webhook:Webhook": "aws_codebuild_webhook",
     "aws:codepipeline/pipeline:Pipeline": "aws_codepipeline",
     "aws:codestarconnections/connection:Connection": "aws_codestarconnections_connection",
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": "aws_default_security_group",

@@ -42,8 +42,9 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_delivery_builds_reach_the_private_api_endpoint(captured: dict[str, Capture], stack: str) -> None:
-    """The endpoint is private in both stacks; the VPC builds that run kubectl are
-    admitted on 443 by the cluster security group (EKS's default admits only itself)."""
+    """The endpoint is private in both stacks; the VPC builds that run kubectl, and the
+    operators' group that `pulumi up` runs in, are admitted on 443 by the cluster
+    security group (EKS's default admits only itself)."""
     cap = captured[stack]
     cluster = cap.one("aws:eks/cluster:Cluster")
     assert cluster.inputs["vpcConfig"]["endpointPrivateAccess"] is True, cluster.urn
@@ -52,9 +53,11 @@ def test_delivery_builds_reach_the_private_api_endpoint(captured: dict[str, Capt
     build_sg = cap.one("aws:ec2/securityGroup:SecurityGroup", "-build-sg").id
     rules = [r for r in cap.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
              if r.inputs["securityGroupId"] == cluster_sg]
-    assert [(r.inputs["referencedSecurityGroupId"], r.inputs["fromPort"], r.inputs["toPort"],
-             r.inputs["ipProtocol"]) for r in rules] == [(build_sg, 443, 443, "tcp")], \
-        [r.urn for r in rules]
+    clients_sg = cap.one("aws:ec2/securityGroup:SecurityGroup", "-api-clients-sg").id
+    assert cap.outputs["clusterApiClientSecurityGroupId"] == clients_sg
+    assert sorted((r.inputs["referencedSecurityGroupId"], r.inputs["fromPort"], r.inputs["toPort"],
+                   r.inputs["ipProtocol"]) for r in rules) == \
+        sorted([(build_sg, 443, 443, "tcp"), (clients_sg, 443, 443, "tcp")]), [r.urn for r in rules]
     for project in cap.of_type("aws:codebuild/project:Project"):
         if "deploy" in project.name or "smoketest" in project.name:
             assert project.inputs["vpcConfig"]["securityGroupIds"] == [build_sg], project.urn
@@ -196,6 +199,17 @@ def test_test_stage_writes_the_junit_report_it_publishes() -> None:
     args = spec["env"]["variables"]["PYTEST_ARGS"].split()
     written = [arg.split("=", 1)[1] for arg in args if arg.startswith("--junitxml=")]
     assert written and written[0] in published, (written, published)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_hpa_has_a_resource_metrics_source(captured: dict[str, Capture], stack: str) -> None:
+    """A CPU-utilisation HPA reads the resource metrics API; EKS serves it only once
+    metrics-server is installed (otherwise the HPA never scales past its minimum)."""
+    cap = captured[stack]
+    hpa = cap.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    assert any(m["type"] == "Resource" for m in hpa.inputs["spec"]["metrics"]), hpa.urn
+    addons = {a.inputs["addonName"] for a in cap.of_type("aws:eks/addon:Addon")}
+    assert "metrics-server" in addons, addons
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -116,13 +116,13 @@ def test_every_alarm_notifies_the_topic(captured: dict[str, Capture], stack: str
         if "to-sns" in target.name:
             assert target.inputs["arn"] == topic, target.urn
     retrain = cap.one("aws:cloudwatch/eventTarget:EventTarget", "retrain")
-    pipeline = cap.one("aws:codepipeline/pipeline:Pipeline")
+    pipeline = cap.one("aws:codepipeline/pipeline:Pipeline", "-delivery")
     assert retrain.inputs["arn"] == pipeline.outputs["arn"], retrain.urn
 
 
 def test_approval_stage_only_in_prod(captured: dict[str, Capture]) -> None:
     for stack, expected in (("prod", True), ("dev", False)):
-        pipeline = captured[stack].one("aws:codepipeline/pipeline:Pipeline")
+        pipeline = captured[stack].one("aws:codepipeline/pipeline:Pipeline", "-delivery")
         names = [s["name"] for s in pipeline.inputs["stages"]]
         assert ("Approval" in names) is expected, pipeline.urn
         if expected:
