@@ -36,7 +36,7 @@ import socket
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -256,12 +256,7 @@ class ServingServer:
         self.sock = sock
         self.exit_code = EXIT_OK
         self._stop_loading = threading.Event()
-        limits = TransportLimits(
-            header_timeout_s=options.transport.header_timeout_s,
-            max_connections=connection_cap(options.transport.max_connections),
-            linger_s=options.transport.linger_s,
-            linger_max_bytes=options.transport.linger_max_bytes,
-        )
+        limits = replace(options.transport, max_connections=connection_cap(options.transport.max_connections))
         config = uvicorn.Config(
             app,
             lifespan="on",
