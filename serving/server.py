@@ -129,6 +129,8 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, default_host: str |
     cap.add_argument("--capture-sample-rate", type=float, default=float(env.get("CAPTURE_SAMPLE_RATE", "1.0")))
     cap.add_argument("--capture-max-bytes", type=int, default=16 * 1024 * 1024, help="rotate capture files at this size")
     cap.add_argument("--capture-queue", type=int, default=1024, help="records buffered before dropping")
+    cap.add_argument("--capture-queue-bytes", type=int, default=64 * 1024 * 1024,
+                     help="bytes of records buffered before dropping (default 64 MiB)")
     cap.add_argument("--capture-s3-uri", default=env.get("CAPTURE_S3_URI"), help="ship closed capture files here")
     cw = parser.add_argument_group("cloudwatch (EMF through the CloudWatch agent)")
     cw.add_argument("--emf-endpoint", default=env.get("AWS_EMF_AGENT_ENDPOINT"), help="tcp://host:port or udp://host:port of the agent's EMF listener (off when unset)")
@@ -155,6 +157,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
             sample_rate=args.capture_sample_rate,
             max_file_bytes=args.capture_max_bytes,
             queue_size=args.capture_queue,
+            queue_bytes=args.capture_queue_bytes,
             s3_uri=args.capture_s3_uri,
         )
     emf = None
