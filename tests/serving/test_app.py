@@ -406,3 +406,19 @@ def test_draining_says_so_on_ping_and_closes_every_connection(loaded: Any, sampl
     assert call(app, "GET", "/livez").status_code == 200
     served = invoke(app, {"dataframe_records": sample_rows[:1]})
     assert served.status_code == 200 and served.headers["connection"] == "close"
+
+
+def test_closing_the_pool_is_bounded_even_with_a_request_stuck_in_a_worker(loaded: Any, sample_rows: list) -> None:
+    def stuck(batch: Any) -> Prediction:
+        time.sleep(60)
+        return Prediction([0] * batch.n_rows, None)
+
+    app = ServingApp(replace(loaded, predict=stuck), AppSettings(inline_max_bytes=0, request_timeout_s=0.5))
+    assert invoke(app, {"dataframe_records": sample_rows[:2]}).status_code == 504
+    pids = app.pool.pids()
+    started = time.monotonic()
+    app.close()
+    assert time.monotonic() - started < 5
+    import psutil
+
+    assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
