@@ -220,8 +220,12 @@ def preflight(options: ServerOptions) -> socket.socket:
         except OSError as exc:
             raise UsageError(f"capture folder {str(folder)!r} is not usable: {exc.strerror or exc}") from None
     family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio switches Nagle off (TCP_NODELAY) only on sockets whose
+    # proto says TCP, and with Nagle on a response written as head + body waits for the
+    # client's delayed ACK, 40 ms per request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((options.host, options.port))
     except OSError as exc:
