@@ -7,8 +7,9 @@ it applies, ``columns``; a model failure is a 500 whose ``error_id`` also appear
 the traceback, in the server log and nowhere else. Routes and bodies: docs/contracts.md.
 
 The event loop does only bounded work: bodies up to ``inline_max_bytes`` are scored in
-place (a hand-off would cost more than the work), larger ones in worker processes
-(serving.workers); invocations beyond ``max_concurrency`` are refused at once with 503
+place (a hand-off would cost more than the work), bodies up to ``thread_max_bytes`` in a
+thread (their longest GIL-holding call, ``json.loads``, takes a few milliseconds), larger
+ones in worker processes (serving.workers); invocations beyond ``max_concurrency`` are refused at once with 503
 and ``Retry-After`` instead of queueing behind ``/ping``. The app starts without a model
 when the server is still resolving it (``/livez`` 200, ``/ping`` 503) and serves from
 :meth:`ServingApp.serve_model` on; after :meth:`ServingApp.drain` ``/ping`` answers 503
@@ -24,6 +25,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,10 +65,13 @@ class AppSettings:
     request_timeout_s: float = 20.0
     """Scoring (queue wait included) past this answers 504."""
     workers: int = 2
-    """Worker processes for bodies over ``inline_max_bytes``."""
+    """Worker processes for bodies over ``thread_max_bytes``; as many scoring threads."""
     inline_max_bytes: int = 16 * 1024
     """Bodies up to this size are scored on the event loop: a process hand-off costs more
     than scoring them, and under load it is the p99. Larger ones go to the workers."""
+    thread_max_bytes: int = 256 * 1024
+    """Bodies up to this size are scored in a thread of this process: a process hand-off
+    costs more than their work, and no single call on them holds the GIL for long."""
     body_timeout_s: float = 20.0
     """The whole body must arrive within this many seconds of the request; else 408."""
     max_concurrency: int = 32
@@ -84,6 +89,9 @@ class AppSettings:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.inline_max_bytes < 0:
             raise ValueError(f"inline max bytes must be >= 0, got {self.inline_max_bytes}")
+        if self.thread_max_bytes < self.inline_max_bytes:
+            raise ValueError(f"thread max bytes ({self.thread_max_bytes}) must be >= inline max bytes "
+                             f"({self.inline_max_bytes})")
         if self.max_concurrency < 1:
             raise ValueError(f"max concurrency must be at least 1, got {self.max_concurrency}")
 
@@ -159,6 +167,7 @@ class ServingApp:
         self.waiting_for = "the model is loading"
         """Why ``/ping`` is not 200 yet (the loader says what it waits for)."""
         self.in_flight = 0
+        self._threads = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="score")
         self._model_headers: list[tuple[bytes, bytes]] = []
         self._version = b""
         self._openapi = b""
@@ -203,6 +212,7 @@ class ServingApp:
 
     def close(self) -> None:
         """Stop the workers (the server's shutdown, and tests)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
         if self.pool is not None:
             self.pool.close()
 
@@ -346,11 +356,15 @@ class ServingApp:
         """Score in place or in a worker; raises what :func:`score_request` would."""
         model = self.model
         assert model is not None and self.pool is not None
-        if len(request.body) <= self.settings.inline_max_bytes:
+        size = len(request.body)
+        if size <= self.settings.inline_max_bytes:
             outcome = run_one(model, request)
         else:
             async with asyncio.timeout(self.settings.request_timeout_s):
-                outcome = await self.pool.score(request)
+                if size <= self.settings.thread_max_bytes:
+                    outcome = await asyncio.get_running_loop().run_in_executor(self._threads, run_one, model, request)
+                else:
+                    outcome = await self.pool.score(request)
         if isinstance(outcome, Refused):
             raise outcome.error()
         if isinstance(outcome, Failed):

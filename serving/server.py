@@ -120,6 +120,8 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, default_host: str |
     net.add_argument("--workers", type=int, default=int(env.get("SERVING_WORKERS", "2")),
                      help="worker processes that score large bodies (default 2)")
     net.add_argument("--inline-max-bytes", type=int, default=16 * 1024, help="score bodies up to this size on the event loop")
+    net.add_argument("--thread-max-bytes", type=int, default=256 * 1024,
+                     help="score bodies up to this size in a thread; larger ones in a worker process")
     source.add_argument("--resolve-max-interval", type=float, default=30.0,
                         help="longest wait between tries while an alias does not resolve yet (seconds)")
     net.add_argument("--access-log", action="store_true", help="log every request")
@@ -172,7 +174,8 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         host=args.host,
         port=args.port,
         app=AppSettings(max_body_bytes=args.max_body_bytes, request_timeout_s=args.request_timeout,
-                        workers=args.workers, inline_max_bytes=args.inline_max_bytes, body_timeout_s=args.body_timeout,
+                        workers=args.workers, inline_max_bytes=args.inline_max_bytes,
+                        thread_max_bytes=args.thread_max_bytes, body_timeout_s=args.body_timeout,
                         max_concurrency=args.max_concurrency),
         capture=capture,
         drain_s=args.drain,
