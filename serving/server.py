@@ -114,6 +114,8 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, default_host: str |
     net.add_argument("--body-timeout", type=float, default=20.0, help="seconds for the whole body to arrive (408)")
     net.add_argument("--header-timeout", type=float, default=10.0, help="seconds for a request head to arrive")
     net.add_argument("--max-concurrency", type=int, default=32, help="invocations in flight before 503 + Retry-After")
+    net.add_argument("--max-large-in-flight", type=int, default=0,
+                     help="bodies over --thread-max-bytes admitted at once, past it 503 (default: 2 x workers)")
     net.add_argument("--max-connections", type=int, default=1000, help="open connections before the idlest is closed")
     net.add_argument("--drain", type=float, default=float(env.get("SERVING_DRAIN_SECONDS", "3")),
                      help="seconds from SIGTERM to exit (default 3); keep under terminationGracePeriodSeconds")
@@ -176,7 +178,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         app=AppSettings(max_body_bytes=args.max_body_bytes, request_timeout_s=args.request_timeout,
                         workers=args.workers, inline_max_bytes=args.inline_max_bytes,
                         thread_max_bytes=args.thread_max_bytes, body_timeout_s=args.body_timeout,
-                        max_concurrency=args.max_concurrency),
+                        max_concurrency=args.max_concurrency, max_large_in_flight=args.max_large_in_flight),
         capture=capture,
         drain_s=args.drain,
         transport=TransportLimits(header_timeout_s=args.header_timeout, max_connections=args.max_connections),

@@ -431,3 +431,31 @@ def test_closing_the_pool_is_bounded_even_with_a_request_stuck_in_a_worker(loade
     import psutil
 
     assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_large_bodies_past_their_limit_are_503_before_being_read(loaded: Any, sample_rows: list) -> None:
+    def slow(batch: Any) -> Prediction:
+        time.sleep(1.0)
+        return Prediction([0] * batch.n_rows, None)
+
+    app = ServingApp(replace(loaded, predict=slow),
+                     AppSettings(inline_max_bytes=0, thread_max_bytes=0, workers=1, max_large_in_flight=1))
+    body = json.dumps({"dataframe_records": sample_rows[:2]}).encode()
+
+    async def go() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+            post = lambda: client.post("/invocations", content=body, headers={"content-type": "application/json"})  # noqa: E731
+            first = asyncio.ensure_future(post())
+            await asyncio.sleep(0.2)
+            second = await post()
+            small = await client.get("/ping")
+            return await first, second, small
+
+    try:
+        first, second, ping = asyncio.run(go())
+    finally:
+        app.close()
+    assert first.status_code == 200 and ping.status_code == 200
+    assert second.status_code == 503 and second.headers["retry-after"] == "1"
+    assert strict_json(second)["error"] == "overloaded" and "the limit is 1" in strict_json(second)["message"]
+    assert app.large_in_flight == 0 and app.in_flight == 0
