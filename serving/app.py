@@ -7,8 +7,9 @@ it applies, ``columns``; a model failure is a 500 whose ``error_id`` also appear
 the traceback, in the server log and nowhere else. Routes and bodies: docs/contracts.md.
 
 The event loop does only bounded work: bodies up to ``inline_max_bytes`` are scored in
-place (a hand-off would cost more than the work), larger ones in worker processes
-(serving.workers); invocations beyond ``max_concurrency`` are refused at once with 503
+place (a hand-off would cost more than the work), bodies up to ``thread_max_bytes`` in a
+thread (their longest GIL-holding call, ``json.loads``, takes a few milliseconds), larger
+ones in worker processes (serving.workers); invocations beyond ``max_concurrency`` are refused at once with 503
 and ``Retry-After`` instead of queueing behind ``/ping``. The app starts without a model
 when the server is still resolving it (``/livez`` 200, ``/ping`` 503) and serves from
 :meth:`ServingApp.serve_model` on; after :meth:`ServingApp.drain` ``/ping`` answers 503
@@ -24,6 +25,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,14 +65,21 @@ class AppSettings:
     request_timeout_s: float = 20.0
     """Scoring (queue wait included) past this answers 504."""
     workers: int = 2
-    """Worker processes for bodies over ``inline_max_bytes``."""
+    """Worker processes for bodies over ``thread_max_bytes``; as many scoring threads."""
     inline_max_bytes: int = 16 * 1024
     """Bodies up to this size are scored on the event loop: a process hand-off costs more
     than scoring them, and under load it is the p99. Larger ones go to the workers."""
+    thread_max_bytes: int = 256 * 1024
+    """Bodies up to this size are scored in a thread of this process: a process hand-off
+    costs more than their work, and no single call on them holds the GIL for long."""
     body_timeout_s: float = 20.0
     """The whole body must arrive within this many seconds of the request; else 408."""
     max_concurrency: int = 32
     """Invocations in flight (reading, queued or scoring) before new ones get 503."""
+    max_large_in_flight: int = 0
+    """Bodies over ``thread_max_bytes`` admitted at once (0: twice the workers); past it
+    they get 503 at once, before their body is read, instead of queueing for seconds
+    behind the workers and ending in a 504."""
     retry_after_s: int = 1
 
     def __post_init__(self) -> None:
@@ -84,8 +93,17 @@ class AppSettings:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.inline_max_bytes < 0:
             raise ValueError(f"inline max bytes must be >= 0, got {self.inline_max_bytes}")
+        if self.thread_max_bytes < self.inline_max_bytes:
+            raise ValueError(f"thread max bytes ({self.thread_max_bytes}) must be >= inline max bytes "
+                             f"({self.inline_max_bytes})")
         if self.max_concurrency < 1:
             raise ValueError(f"max concurrency must be at least 1, got {self.max_concurrency}")
+        if self.max_large_in_flight < 0:
+            raise ValueError(f"max large in flight must be >= 0, got {self.max_large_in_flight}")
+
+    @property
+    def large_limit(self) -> int:
+        return self.max_large_in_flight or 2 * self.workers
 
     def execution_parameters(self) -> dict[str, Any]:
         """SageMaker batch transform's ``/execution-parameters``: as many concurrent
@@ -159,6 +177,8 @@ class ServingApp:
         self.waiting_for = "the model is loading"
         """Why ``/ping`` is not 200 yet (the loader says what it waits for)."""
         self.in_flight = 0
+        self.large_in_flight = 0
+        self._threads = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="score")
         self._model_headers: list[tuple[bytes, bytes]] = []
         self._version = b""
         self._openapi = b""
@@ -203,6 +223,7 @@ class ServingApp:
 
     def close(self) -> None:
         """Stop the workers (the server's shutdown, and tests)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
         if self.pool is not None:
             self.pool.close()
 
@@ -342,15 +363,28 @@ class ServingApp:
             raise PayloadError(408, "body_timeout", f"the body did not arrive within {self.settings.body_timeout_s:g} s "
                                                     f"({size} bytes received)") from None
 
+    def _admit_large(self) -> None:
+        """Count one more large body in flight, or refuse it with 503 + Retry-After."""
+        limit = self.settings.large_limit
+        if self.large_in_flight >= limit:
+            raise PayloadError(503, "overloaded", f"{self.large_in_flight} bodies over {self.settings.thread_max_bytes} "
+                                                  f"bytes are being scored, the limit is {limit}; retry after "
+                                                  f"{self.settings.retry_after_s} s")
+        self.large_in_flight += 1
+
     async def _score(self, request: ScoreRequest) -> Scored:
         """Score in place or in a worker; raises what :func:`score_request` would."""
         model = self.model
         assert model is not None and self.pool is not None
-        if len(request.body) <= self.settings.inline_max_bytes:
+        size = len(request.body)
+        if size <= self.settings.inline_max_bytes:
             outcome = run_one(model, request)
         else:
             async with asyncio.timeout(self.settings.request_timeout_s):
-                outcome = await self.pool.score(request)
+                if size <= self.settings.thread_max_bytes:
+                    outcome = await asyncio.get_running_loop().run_in_executor(self._threads, run_one, model, request)
+                else:
+                    outcome = await self.pool.score(request)
         if isinstance(outcome, Refused):
             raise outcome.error()
         if isinstance(outcome, Failed):
@@ -362,7 +396,7 @@ class ServingApp:
         request_id = str(uuid.uuid4())
         status = 500
         extra = [(b"x-request-id", request_id.encode())]
-        counted = False
+        counted = large = False
         try:
             if self.model is None:
                 status = 503
@@ -377,6 +411,10 @@ class ServingApp:
                 return
             self.in_flight += 1
             counted = True
+            declared = _header(scope, b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.settings.thread_max_bytes:
+                self._admit_large()
+                large = True
             client_id = client_request_id(scope)
             raw_type = _header(scope, b"content-type")
             media = raw_type.split(";", 1)[0].strip().lower() if raw_type else ""
@@ -388,6 +426,9 @@ class ServingApp:
             if body is None:
                 status = 499  # client closed the connection; nothing to send
                 return
+            if not large and len(body) > self.settings.thread_max_bytes:  # chunked: no length declared
+                self._admit_large()
+                large = True
             sampled = self.capture is not None and random.random() < self.capture.settings.sample_rate
             scored = await self._score(ScoreRequest(media, body, accept, request_id, client_id, sampled))
             assert self.metrics is not None
@@ -399,8 +440,10 @@ class ServingApp:
         except PayloadError as exc:
             status = exc.status
             # 408: the rest of the body may still be on its way; the connection cannot be reused.
-            close = [_CLOSE] if status == 408 else []
-            await self._error(send, status, exc.code, exc.message, request_id, exc.columns, extra=close)
+            extra_headers = [_CLOSE] if status == 408 else []
+            if status == 503:
+                extra_headers.append((b"retry-after", str(self.settings.retry_after_s).encode()))
+            await self._error(send, status, exc.code, exc.message, request_id, exc.columns, extra=extra_headers)
         except TimeoutError:
             status = 504
             await self._error(
@@ -428,6 +471,8 @@ class ServingApp:
         finally:
             if counted:
                 self.in_flight -= 1
+            if large:
+                self.large_in_flight -= 1
             if self.metrics is not None:
                 self.metrics.observe(status, time.perf_counter() - started)
 

@@ -41,6 +41,9 @@ class CaptureSettings:
     sample_rate: float = 1.0
     max_file_bytes: int = 16 * 1024 * 1024
     queue_size: int = 1024
+    queue_bytes: int = 64 * 1024 * 1024
+    """Serialised records waiting to be written, at most: one record of a 6 MiB request can
+    be ~10 MB, so a count alone would let a slow disk hold gigabytes."""
     s3_uri: str | None = None
 
     def __post_init__(self) -> None:
@@ -50,6 +53,8 @@ class CaptureSettings:
             raise ValueError(f"capture max file size must be at least 1024 bytes, got {self.max_file_bytes}")
         if self.queue_size < 1:
             raise ValueError(f"capture queue size must be positive, got {self.queue_size}")
+        if self.queue_bytes < 1024:
+            raise ValueError(f"capture queue bytes must be at least 1024, got {self.queue_bytes}")
         if self.s3_uri is not None and not self.s3_uri.startswith("s3://"):
             raise ValueError(f"capture S3 destination must be an s3:// URI, got {self.s3_uri!r}")
 
@@ -110,6 +115,8 @@ class CaptureWriter:
         self.written = 0
         self._write = write
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=settings.queue_size)
+        self._queued_bytes = 0
+        self._bytes_lock = threading.Lock()
         self._ship = ship if ship is not None else (s3_shipper(settings.s3_uri) if settings.s3_uri else None)
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
@@ -132,11 +139,20 @@ class CaptureWriter:
 
     def submit(self, record: dict[str, Any] | bytes) -> bool:
         """Queue a record (a dict, or one already serialised as a UTF-8 JSON line without
-        its newline); False (and counted in :attr:`dropped`) when the queue is full."""
+        its newline); False (and counted in :attr:`dropped`) when the queue is full, by
+        count or by bytes."""
+        size = len(record) if isinstance(record, bytes) else 0
+        with self._bytes_lock:
+            if self._queued_bytes + size > self.settings.queue_bytes:
+                self.dropped += 1
+                return False
+            self._queued_bytes += size
         try:
             self._queue.put_nowait(record)
             return True
         except queue.Full:
+            with self._bytes_lock:
+                self._queued_bytes -= size
             self.dropped += 1
             return False
 
@@ -199,6 +215,9 @@ class CaptureWriter:
             if item is _STOP:
                 self._rotate()
                 return
+            if isinstance(item, bytes):
+                with self._bytes_lock:
+                    self._queued_bytes -= len(item)
             try:
                 line = item if isinstance(item, bytes) else json.dumps(
                     item, allow_nan=False, separators=(",", ":")).encode()

@@ -36,7 +36,7 @@ import socket
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -114,12 +114,16 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, default_host: str |
     net.add_argument("--body-timeout", type=float, default=20.0, help="seconds for the whole body to arrive (408)")
     net.add_argument("--header-timeout", type=float, default=10.0, help="seconds for a request head to arrive")
     net.add_argument("--max-concurrency", type=int, default=32, help="invocations in flight before 503 + Retry-After")
+    net.add_argument("--max-large-in-flight", type=int, default=0,
+                     help="bodies over --thread-max-bytes admitted at once, past it 503 (default: 2 x workers)")
     net.add_argument("--max-connections", type=int, default=1000, help="open connections before the idlest is closed")
     net.add_argument("--drain", type=float, default=float(env.get("SERVING_DRAIN_SECONDS", "3")),
                      help="seconds from SIGTERM to exit (default 3); keep under terminationGracePeriodSeconds")
     net.add_argument("--workers", type=int, default=int(env.get("SERVING_WORKERS", "2")),
                      help="worker processes that score large bodies (default 2)")
     net.add_argument("--inline-max-bytes", type=int, default=16 * 1024, help="score bodies up to this size on the event loop")
+    net.add_argument("--thread-max-bytes", type=int, default=256 * 1024,
+                     help="score bodies up to this size in a thread; larger ones in a worker process")
     source.add_argument("--resolve-max-interval", type=float, default=30.0,
                         help="longest wait between tries while an alias does not resolve yet (seconds)")
     net.add_argument("--access-log", action="store_true", help="log every request")
@@ -129,6 +133,8 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, default_host: str |
     cap.add_argument("--capture-sample-rate", type=float, default=float(env.get("CAPTURE_SAMPLE_RATE", "1.0")))
     cap.add_argument("--capture-max-bytes", type=int, default=16 * 1024 * 1024, help="rotate capture files at this size")
     cap.add_argument("--capture-queue", type=int, default=1024, help="records buffered before dropping")
+    cap.add_argument("--capture-queue-bytes", type=int, default=64 * 1024 * 1024,
+                     help="bytes of records buffered before dropping (default 64 MiB)")
     cap.add_argument("--capture-s3-uri", default=env.get("CAPTURE_S3_URI"), help="ship closed capture files here")
     cw = parser.add_argument_group("cloudwatch (EMF through the CloudWatch agent)")
     cw.add_argument("--emf-endpoint", default=env.get("AWS_EMF_AGENT_ENDPOINT"), help="tcp://host:port or udp://host:port of the agent's EMF listener (off when unset)")
@@ -155,6 +161,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
             sample_rate=args.capture_sample_rate,
             max_file_bytes=args.capture_max_bytes,
             queue_size=args.capture_queue,
+            queue_bytes=args.capture_queue_bytes,
             s3_uri=args.capture_s3_uri,
         )
     emf = None
@@ -169,8 +176,9 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         host=args.host,
         port=args.port,
         app=AppSettings(max_body_bytes=args.max_body_bytes, request_timeout_s=args.request_timeout,
-                        workers=args.workers, inline_max_bytes=args.inline_max_bytes, body_timeout_s=args.body_timeout,
-                        max_concurrency=args.max_concurrency),
+                        workers=args.workers, inline_max_bytes=args.inline_max_bytes,
+                        thread_max_bytes=args.thread_max_bytes, body_timeout_s=args.body_timeout,
+                        max_concurrency=args.max_concurrency, max_large_in_flight=args.max_large_in_flight),
         capture=capture,
         drain_s=args.drain,
         transport=TransportLimits(header_timeout_s=args.header_timeout, max_connections=args.max_connections),
@@ -217,8 +225,12 @@ def preflight(options: ServerOptions) -> socket.socket:
         except OSError as exc:
             raise UsageError(f"capture folder {str(folder)!r} is not usable: {exc.strerror or exc}") from None
     family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio switches Nagle off (TCP_NODELAY) only on sockets whose
+    # proto says TCP, and with Nagle on a response written as head + body waits for the
+    # client's delayed ACK, 40 ms per request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((options.host, options.port))
     except OSError as exc:
@@ -256,12 +268,7 @@ class ServingServer:
         self.sock = sock
         self.exit_code = EXIT_OK
         self._stop_loading = threading.Event()
-        limits = TransportLimits(
-            header_timeout_s=options.transport.header_timeout_s,
-            max_connections=connection_cap(options.transport.max_connections),
-            linger_s=options.transport.linger_s,
-            linger_max_bytes=options.transport.linger_max_bytes,
-        )
+        limits = replace(options.transport, max_connections=connection_cap(options.transport.max_connections))
         config = uvicorn.Config(
             app,
             lifespan="on",

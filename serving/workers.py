@@ -24,6 +24,7 @@ import os
 import signal
 import stat
 import threading
+import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -174,12 +175,23 @@ class ScoringPool:
             executor.shutdown(wait=False, cancel_futures=True)
             raise WorkerLost("the worker scoring this request died") from None
 
-    def close(self) -> None:
-        """Stop the workers after the tasks they hold."""
+    def close(self, grace_s: float = 1.0) -> None:
+        """Stop the workers: queued tasks are cancelled, a running one gets ``grace_s``
+        to finish (its request was answered 504 or cancelled by the drain already), then
+        the worker is terminated, so shutdown stays inside the drain bound."""
         with self._lock:
             executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        if executor is None:
+            return
+        # ProcessPoolExecutor has no bounded shutdown; its process table is the only handle.
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace_s
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.terminate()
+                process.join(1.0)
 
     def pids(self) -> list[int]:
         """The live workers' pids (for tests and the benchmark)."""

@@ -184,7 +184,7 @@ def test_slow_model_times_out_with_504(loaded: Any, sample_rows: list) -> None:
         time.sleep(1.0)
         return Prediction([0], [0.1])
 
-    app = ServingApp(replace(loaded, predict=slow), AppSettings(request_timeout_s=0.2, inline_max_bytes=0))
+    app = ServingApp(replace(loaded, predict=slow), AppSettings(request_timeout_s=0.2, inline_max_bytes=0, thread_max_bytes=0))
     response = invoke(app, {"instances": sample_rows[:1]})
     assert response.status_code == 504 and strict_json(response)["error"] == "timeout"
 
@@ -255,24 +255,33 @@ def test_sample_rate_zero_captures_nothing(loaded: Any, sample_rows: list, tmp_p
 # --- bounded work, readiness, drain, SageMaker's hosting routes (issues 9 and 13) --------------
 
 
-def pid_model(loaded: Any) -> Any:
-    """The fixture model answering each row with the pid of the process that scored it."""
+def where_model(loaded: Any) -> Any:
+    """The fixture model answering each row with ``pid:thread`` of where it was scored."""
     import os
+    import threading
 
-    return replace(loaded, predict=lambda batch: Prediction([os.getpid()] * batch.n_rows, None))
+    def predict(batch: Any) -> Prediction:
+        return Prediction([f"{os.getpid()}:{threading.current_thread().name}"] * batch.n_rows, None)
+
+    return replace(loaded, predict=predict)
 
 
-def test_large_bodies_are_scored_in_worker_processes_small_ones_in_place(loaded: Any, sample_rows: list) -> None:
+def test_small_bodies_score_in_place_medium_in_a_thread_large_in_a_worker_process(
+    loaded: Any, sample_rows: list
+) -> None:
     import os
+    import threading
 
-    app = ServingApp(pid_model(loaded), AppSettings(inline_max_bytes=4096))
+    app = ServingApp(where_model(loaded), AppSettings(inline_max_bytes=1024, thread_max_bytes=8192))
     try:
-        small = strict_json(invoke(app, {"dataframe_records": sample_rows[:1]}))
-        large = strict_json(invoke(app, {"dataframe_records": sample_rows * 20}))
-        assert small["predictions"] == [os.getpid()]
-        assert set(large["predictions"]) <= set(app.pool.pids()) and os.getpid() not in large["predictions"]
+        small = strict_json(invoke(app, {"dataframe_records": sample_rows[:1]}))["predictions"][0]
+        medium = strict_json(invoke(app, {"dataframe_records": sample_rows[:10]}))["predictions"][0]
+        large = strict_json(invoke(app, {"dataframe_records": sample_rows * 20}))["predictions"][0]
     finally:
         app.close()
+    assert small == f"{os.getpid()}:{threading.current_thread().name}"
+    assert medium.startswith(f"{os.getpid()}:score")
+    assert int(large.split(":")[0]) != os.getpid() and large.endswith(":MainThread")
 
 
 def test_a_dead_worker_is_a_503_and_the_pool_is_replaced(loaded: Any, sample_rows: list) -> None:
@@ -283,7 +292,7 @@ def test_a_dead_worker_is_a_503_and_the_pool_is_replaced(loaded: Any, sample_row
             os._exit(1)
         return Prediction([0] * batch.n_rows, None)
 
-    app = ServingApp(replace(loaded, predict=die), AppSettings(inline_max_bytes=0))
+    app = ServingApp(replace(loaded, predict=die), AppSettings(inline_max_bytes=0, thread_max_bytes=0))
     try:
         response = invoke(app, {"dataframe_records": sample_rows[:2]})
         assert response.status_code == 503 and strict_json(response)["error"] == "worker_lost"
@@ -299,7 +308,7 @@ def test_over_the_concurrency_limit_is_503_with_retry_after_and_ping_still_answe
         time.sleep(1.0)
         return Prediction([0] * batch.n_rows, None)
 
-    app = ServingApp(replace(loaded, predict=slow), AppSettings(inline_max_bytes=0, max_concurrency=1))
+    app = ServingApp(replace(loaded, predict=slow), AppSettings(inline_max_bytes=0, thread_max_bytes=0, max_concurrency=1))
     body = json.dumps({"dataframe_records": sample_rows[:2]}).encode()
 
     async def go() -> tuple[list[httpx.Response], httpx.Response, float]:
@@ -406,3 +415,47 @@ def test_draining_says_so_on_ping_and_closes_every_connection(loaded: Any, sampl
     assert call(app, "GET", "/livez").status_code == 200
     served = invoke(app, {"dataframe_records": sample_rows[:1]})
     assert served.status_code == 200 and served.headers["connection"] == "close"
+
+
+def test_closing_the_pool_is_bounded_even_with_a_request_stuck_in_a_worker(loaded: Any, sample_rows: list) -> None:
+    def stuck(batch: Any) -> Prediction:
+        time.sleep(60)
+        return Prediction([0] * batch.n_rows, None)
+
+    app = ServingApp(replace(loaded, predict=stuck), AppSettings(inline_max_bytes=0, thread_max_bytes=0, request_timeout_s=0.5))
+    assert invoke(app, {"dataframe_records": sample_rows[:2]}).status_code == 504
+    pids = app.pool.pids()
+    started = time.monotonic()
+    app.close()
+    assert time.monotonic() - started < 5
+    import psutil
+
+    assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_large_bodies_past_their_limit_are_503_before_being_read(loaded: Any, sample_rows: list) -> None:
+    def slow(batch: Any) -> Prediction:
+        time.sleep(1.0)
+        return Prediction([0] * batch.n_rows, None)
+
+    app = ServingApp(replace(loaded, predict=slow),
+                     AppSettings(inline_max_bytes=0, thread_max_bytes=0, workers=1, max_large_in_flight=1))
+    body = json.dumps({"dataframe_records": sample_rows[:2]}).encode()
+
+    async def go() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+            post = lambda: client.post("/invocations", content=body, headers={"content-type": "application/json"})  # noqa: E731
+            first = asyncio.ensure_future(post())
+            await asyncio.sleep(0.2)
+            second = await post()
+            small = await client.get("/ping")
+            return await first, second, small
+
+    try:
+        first, second, ping = asyncio.run(go())
+    finally:
+        app.close()
+    assert first.status_code == 200 and ping.status_code == 200
+    assert second.status_code == 503 and second.headers["retry-after"] == "1"
+    assert strict_json(second)["error"] == "overloaded" and "the limit is 1" in strict_json(second)["message"]
+    assert app.large_in_flight == 0 and app.in_flight == 0

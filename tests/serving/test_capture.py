@@ -36,6 +36,14 @@ def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
     assert writer.dropped == 8
 
 
+def test_queued_bytes_are_bounded_not_only_the_record_count(tmp_path: Path) -> None:
+    writer = CaptureWriter(CaptureSettings(tmp_path, queue_size=1000, queue_bytes=4096))  # not started
+    line = json.dumps(record(0, rows=20)).encode()
+    accepted = [writer.submit(line) for _ in range(10)]
+    assert accepted == [True] * (4096 // len(line)) + [False] * (10 - 4096 // len(line))
+    assert writer.dropped == 10 - 4096 // len(line) and writer.lost == writer.dropped
+
+
 def test_unserialisable_record_is_counted_and_the_writer_survives(tmp_path: Path) -> None:
     writer = CaptureWriter(CaptureSettings(tmp_path)).start()
     writer.submit({"bad": float("nan")})
@@ -71,6 +79,7 @@ def test_closed_files_are_shipped_to_s3(tmp_path: Path) -> None:
         ({"sample_rate": 1.5}, "sample rate"),
         ({"max_file_bytes": 10}, "max file size"),
         ({"queue_size": 0}, "queue size"),
+        ({"queue_bytes": 10}, "queue bytes"),
         ({"s3_uri": "bucket/prefix"}, "s3://"),
     ],
 )

@@ -120,3 +120,18 @@ def test_pipeline_serve_on_an_empty_store_exits_2_and_creates_nothing(tmp_path: 
     assert pipeline_main(["serve", "--port", "0"]) == 2
     assert "does not exist" in caplog.text
     assert not (home / "mlflow.db").exists()
+
+
+def test_the_bound_socket_is_tcp_so_asyncio_turns_nagle_off(registry: str) -> None:
+    """With proto 0 asyncio leaves Nagle on for accepted connections, and every response
+    (head and body written separately) waits ~40 ms for the client's delayed ACK."""
+    import socket
+
+    from serving.server import ServerOptions, preflight
+
+    sock = preflight(ServerOptions(model_uri="models:/adult-income@champion", tracking_uri=registry, port=0))
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        sock.close()
