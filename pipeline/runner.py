@@ -180,6 +180,21 @@ def _rebase(artifacts: dict[str, Artifact], old: Path, new: Path) -> dict[str, A
     return {n: Artifact(n, new / a.path.relative_to(old), a.digest) for n, a in artifacts.items()}
 
 
+def sweep_stale_work_dirs(cache_dir: Path) -> list[Path]:
+    """Remove the half-written step folders (``.tmp-<key>-<pid>``) of runs that were killed.
+
+    A live run's folder is left alone: its pid is still running (a reused pid only
+    delays the sweep to a later run). Returns what was removed."""
+    removed = []
+    for work_dir in cache_dir.glob("*/.tmp-*-*"):
+        pid = work_dir.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        shutil.rmtree(work_dir, ignore_errors=True)
+        removed.append(work_dir)
+    return removed
+
+
 def _champion_version(tracking_uri: str, config: Any) -> str | None:
     """The champion now, for the summary of a run that stopped before looking (invalid data)."""
     from pipeline.registry import current_champion
@@ -214,6 +229,7 @@ def execute(
     from pipeline.registry import registry_lock
 
     store.ensure()
+    sweep_stale_work_dirs(store.cache_dir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     report_dir = store.reports_dir / f"{stamp}-{os.getpid()}"
     outcome = Outcome()

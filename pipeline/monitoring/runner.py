@@ -54,7 +54,6 @@ class MonitorOptions:
     limits: WindowLimits = field(default_factory=WindowLimits)
     capture_retention_days: float | None = None
     """Delete local capture files older than this before reading (None: keep all)."""
-    pruned: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -77,8 +76,9 @@ def run_monitor(options: MonitorOptions) -> MonitorOutcome:
     if options.publish_cloudwatch and not (options.stack and options.region):
         raise ValueError("--publish-cloudwatch needs a stack (--stack or MLOPS_STACK) and a region (--region or AWS_REGION)")
     baseline = load_serving_baseline(options.tracking_uri, options.model_name, options.alias)
+    pruned = []
     if options.capture_retention_days is not None:
-        options.pruned.extend(prune_capture(options.capture, options.capture_retention_days))
+        pruned = prune_capture(options.capture, options.capture_retention_days)
     index = None
     if options.labels is not None:
         # Labels first: their index is small, and the capture is then streamed once.
@@ -92,8 +92,8 @@ def run_monitor(options: MonitorOptions) -> MonitorOutcome:
         labels=index,
     )
     result = analyse(baseline, window, window.labelled, options.thresholds)
-    if options.pruned:
-        result.notes.append(f"pruned {len(options.pruned)} capture file(s) older than "
+    if pruned:
+        result.notes.append(f"pruned {len(pruned)} capture file(s) older than "
                             f"{options.capture_retention_days} day(s)")
 
     now = datetime.now(UTC)

@@ -56,3 +56,19 @@ def test_an_unreadable_pidfile_is_removed_and_named(tmp_path: Path) -> None:
     pidfile.write_text("{not json")
     note = reap_orphan(pidfile)
     assert note is not None and "unreadable" in note and not pidfile.exists()
+
+
+def test_half_written_step_folders_of_killed_runs_are_swept(tmp_path: Path) -> None:
+    import os
+
+    from pipeline.runner import sweep_stale_work_dirs
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / "train" / f".tmp-0123456789abcdef-{dead.pid}"
+    live = tmp_path / "train" / f".tmp-0123456789abcdef-{os.getpid()}"
+    for folder in (stale, live):
+        folder.mkdir(parents=True)
+        (folder / "model.joblib").write_bytes(b"x" * 1024)
+    assert sweep_stale_work_dirs(tmp_path) == [stale]
+    assert not stale.exists() and live.exists()

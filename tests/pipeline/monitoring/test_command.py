@@ -173,3 +173,23 @@ def test_retrain_argv_is_the_commit_pipeline_forced(tmp_path) -> None:
 
     parsed = build_parser().parse_args(argv[3:])
     assert (parsed.command, parsed.force, parsed.tracking_uri, parsed.model_name) == ("run", True, "sqlite:///x.db", "m")
+
+
+def test_capture_retention_prunes_old_files_before_the_window(registry, captures, tmp_path, capsys) -> None:
+    import os
+    import shutil
+    import time
+
+    folder = tmp_path / "capture"
+    shutil.copytree(captures["calm"], folder)
+    old = folder / "capture-0000-old.jsonl"
+    shutil.copy(folder / "capture-0001.jsonl", old)
+    month_ago = time.time() - 30 * 86_400
+    os.utime(old, (month_ago, month_ago))
+    code = monitor(registry, tmp_path, "--capture", str(folder), "--capture-retention-days", "7", "--no-mlflow")
+    assert code == ExitCode.OK, capsys.readouterr()
+    assert not old.exists() and (folder / "capture-0001.jsonl").exists()
+    report = only_report(tmp_path)
+    assert report["capture"]["rows"] == 600, "the pruned file's rows were still judged"
+    assert any("pruned 1 capture file" in note for note in report["notes"])
+    assert monitor(registry, tmp_path, "--capture", "s3://bucket/capture/", "--capture-retention-days", "7") == ExitCode.USAGE
