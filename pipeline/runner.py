@@ -1,7 +1,8 @@
 """The local runner: runs a list of steps in order, caching each by what went into it.
 
 A step's cache key is the SHA-256 of its source code (every first-party module it
-imports, transitively: ``pipeline.step_code``), its parameters and the digests of its inputs (docs/contracts.md, "The step cache"); a hit reuses its outputs from
+imports, transitively: ``pipeline.step_code``), its parameters and the digests of its
+inputs (docs/contracts.md, "The step cache"); a hit reuses its outputs from
 ``cache/<step>/<key>/`` without loading them, so a re-run with nothing changed touches
 only file hashes and a read-only registry query. Steps marked ``locked`` run while
 holding the registry lock, so two runs on one store gate and promote one after the
@@ -28,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.digest import combine, json_digest, source_digest
-from pipeline.step_code import code_files
 from pipeline.exit_codes import ExitCode
 from pipeline.local_store import LocalStore
 from pipeline.schema import DEFAULT_DATASET, DEFAULT_MODEL_NAME
+from pipeline.step_code import code_files
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class Step:
 
     @property
     def cacheable(self) -> bool:
+        """Whether a hit may replay this step: caching on, and no outside effects."""
         return self.cache and not self.effects
 
 
