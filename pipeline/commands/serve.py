@@ -43,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     store = LocalStore.default()
     if not args.tracking_uri:
         args.tracking_uri = store.tracking_uri
+        # A moved or copied store still points MLflow at its old artifact paths.
+        note = store.relocate()
+        if note:
+            print(f"serve: {note}", file=sys.stderr)
     if not args.model_uri and not args.model_name:
         args.model_name = DEFAULT_MODEL_NAME
     if args.no_capture:
