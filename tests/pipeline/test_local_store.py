@@ -47,3 +47,29 @@ def test_a_relocated_store_finds_its_artifacts(how: str, tmp_path: Path) -> None
     assert moved.relocate() is None, "a second look must find nothing to rewrite"
     if how == "copy":
         assert _load_champion(LocalStore(original)) is not None, "the original must keep its own paths"
+
+
+def test_serve_relocates_a_moved_store_before_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve`` on a moved store used to load from the old artifact paths (found only after a ``run``)."""
+    import argparse
+
+    from pipeline.commands import serve as serve_command
+
+    original = tmp_path / "first" / "store"
+    train_and_register(original, rows=1500)
+    LocalStore(original).relocate()
+    moved = tmp_path / "renamed" / ".mlops"
+    moved.parent.mkdir()
+    shutil.move(original, moved)
+    monkeypatch.setenv("MLOPS_HOME", str(moved))
+    loaded: list[object] = []
+
+    def fake_server(options: object) -> int:
+        loaded.append(_load_champion(LocalStore(moved)))
+        return 0
+
+    monkeypatch.setattr("serving.server.run", fake_server)
+    monkeypatch.setattr("serving.server.options_from_args", lambda args: args)
+    args = argparse.Namespace(tracking_uri=None, model_uri=None, model_name=None, no_capture=True, capture_dir=None)
+    assert serve_command.run(args) == 0
+    assert loaded and loaded[0] is not None
