@@ -291,6 +291,12 @@ class ServingServer:
             async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
                 await outer._drain(self)
 
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                # In the signal handler itself: uvicorn's main loop notices the exit flag
+                # only at its next 0.1 s tick, and /ping must say 503 from the signal on.
+                outer.app.drain()
+                super().handle_exit(sig, frame)
+
         self.server = _Server(config)
 
     def run(self) -> int:
