@@ -53,6 +53,7 @@ def main() -> int:
             local_train.seed_credentials_secret(moto.client("secretsmanager"), definition.credentials_secret_arn,
                                                 server.admin_user, server.admin_password)
             s3 = moto.client("s3")
+            datasets.ensure_bucket(s3, definition.parameter_default("InputDataUri"))  # `pulumi up` made it in AWS
             uri = datasets.push_dataset(s3, DEFAULT_DATASET, definition.parameter_default("InputDataUri"))
             execution = local_train.execute_locally(definition, s3=s3, tracking_uri=server.url, endpoint_url=moto.endpoint,
                                                     workdir=root / "work", input_data=uri, log=lambda _: None)

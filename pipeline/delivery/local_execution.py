@@ -371,8 +371,9 @@ class DefinitionExecutor:
             self.execution.steps.append(outcome)
             self.log(f"{step['Name']} ({step['Type']}) ...")
             started = time.monotonic()
+            branch: list[Mapping[str, Any]] = []
             try:
-                self._run_step(step, outcome)
+                branch = self._run_step(step, outcome)
             except _StepFailed as failed:
                 outcome.status, outcome.detail = "Failed", failed.reason
                 raise
@@ -382,8 +383,11 @@ class DefinitionExecutor:
             finally:
                 outcome.seconds = time.monotonic() - started
             self.log(f"{step['Name']}: {outcome.status} in {outcome.seconds:.1f} s{(' - ' + outcome.detail) if outcome.detail else ''}")
+            if branch:
+                self._run_steps(branch)
 
-    def _run_step(self, step: Mapping[str, Any], outcome: StepOutcome) -> None:
+    def _run_step(self, step: Mapping[str, Any], outcome: StepOutcome) -> list[Mapping[str, Any]]:
+        """Run one step; a Condition returns the branch to run next (timed on its own)."""
         kind = step["Type"]
         job_dir = self.workdir / self.execution.execution_id / step["Name"]
         if kind == "Processing":
@@ -395,14 +399,14 @@ class DefinitionExecutor:
             self.execution.properties[step["Name"]] = {"Outcome": outcome_value}
             outcome.detail = f"outcome {str(outcome_value).lower()}"
             outcome.status = "Succeeded"
-            self._run_steps(step["Arguments"]["IfSteps" if outcome_value else "ElseSteps"])
-            return
+            return list(step["Arguments"]["IfSteps" if outcome_value else "ElseSteps"])
         elif kind == "Fail":
             message = self._join_text(self.resolve(step["Arguments"].get("ErrorMessage", "")))
             raise _StepFailed(step["Name"], message)
         else:
             raise DefinitionError(f"step {step['Name']}: type {kind} is not executed locally")
         outcome.status = "Succeeded"
+        return []
 
 
 def podman_runner(log_dir: Path, *, network: str = "host") -> ContainerRunner:

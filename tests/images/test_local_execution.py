@@ -59,6 +59,7 @@ def run_locally(definition: local_train.StackDefinition, server: MlflowServer, m
     local_train.seed_credentials_secret(moto.client("secretsmanager"), definition.credentials_secret_arn,
                                         server.admin_user, password or server.admin_password)
     s3 = moto.client("s3")
+    datasets.ensure_bucket(s3, definition.parameter_default("InputDataUri"))  # `pulumi up` made it in AWS
     uri = datasets.push_dataset(s3, data, definition.parameter_default("InputDataUri"))
     return local_train.execute_locally(definition, s3=s3, tracking_uri=server.url, endpoint_url=moto.endpoint,
                                        workdir=workdir, input_data=uri)
