@@ -57,7 +57,7 @@ STAGES: tuple[Stage, ...] = (
           env=("ECR_REGISTRY", "TRAINING_REPOSITORY", "SERVING_REPOSITORY",
                "DELIVERY_SNS_TOPIC_ARN")),
     Stage("Train", "buildspecs/train.yml", in_vpc=True, inputs=("source", "images"),
-          env=("SAGEMAKER_PIPELINE_NAME", "PIPELINE_ARTIFACTS_PREFIX", "DELIVERY_SNS_TOPIC_ARN",
+          env=("SAGEMAKER_PIPELINE_NAME", "PIPELINE_ARTIFACTS_PREFIX", "PIPELINE_DATA_URI", "DELIVERY_SNS_TOPIC_ARN",
                *MLFLOW_ENV), timeout_minutes=480),
     # Deploy writes "deployment" (deployment.json: what it replaced) so that a failed
     # smoke test can put the Rollout back, not only the alias.
@@ -113,6 +113,8 @@ class DeliveryPipelineArgs:
     sagemaker_pipeline_arn: pulumi.Input[str]
     sagemaker_pipeline_name: pulumi.Input[str]
     sagemaker_artifacts_prefix: pulumi.Input[str]
+    data_uri: pulumi.Input[str]
+    """Where `deliver push-data` puts datasets; the Train stage trains on the latest push."""
     sagemaker_bucket_arn: pulumi.Input[str]
     sagemaker_kms_key_arn: pulumi.Input[str]
     mlflow_tracking_uri: pulumi.Input[str]
@@ -245,6 +247,7 @@ class DeliveryPipeline(pulumi.ComponentResource):
             "DELIVERY_SNS_TOPIC_ARN": args.alarm_topic_arn,
             "SAGEMAKER_PIPELINE_NAME": args.sagemaker_pipeline_name,
             "PIPELINE_ARTIFACTS_PREFIX": args.sagemaker_artifacts_prefix,
+            "PIPELINE_DATA_URI": args.data_uri,
             "EKS_CLUSTER_NAME": args.cluster_name,
             "KUBECTL_VERSION": args.kubectl_version,
             "SERVING_NAMESPACE": args.serving_namespace,

@@ -127,6 +127,9 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
         monitor_image=registry.repo_digests["training"],
         cluster=cluster, vpc_cidr=network.vpc_cidr, tags=tags))
     delivery_name = pipeline_name(f"{prefix}")
+    # `deliver push-data` uploads under this prefix; the SageMaker definition's
+    # InputDataUri defaults to it, and the Train stage passes the latest push's folder.
+    data_uri = pulumi.Output.concat("s3://", mlflow.artifact_bucket_name, f"/datasets/{settings.model_name}/")
     monitoring = Monitoring(f"{prefix}-monitoring", MonitoringArgs(
         settings=settings.alarms, prefix=prefix, stack=settings.stack, region=settings.region,
         account_id=account_id, model_name=settings.model_name,
@@ -152,6 +155,7 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
         sagemaker_pipeline_arn=training.pipeline_arn,
         sagemaker_pipeline_name=training.pipeline_name,
         sagemaker_artifacts_prefix=mlflow.artifact_bucket_name.apply(lambda b: f"s3://{b}/sagemaker"),
+        data_uri=data_uri,
         sagemaker_bucket_arn=mlflow.artifact_bucket_arn,
         sagemaker_kms_key_arn=mlflow.kms_key_arn, mlflow_tracking_uri=mlflow.tracking_uri,
         mlflow_credentials_secret_arn=mlflow.credentials_secret_arn,
@@ -187,7 +191,7 @@ def build(settings: Settings, *, compiler: Compiler | None = None,
         "mlflowCredentialsSecretArn": mlflow.credentials_secret_arn,
         "artifactBucket": mlflow.artifact_bucket_name,
         # `deliver push-data --data-uri` uploads datasets under this prefix.
-        "dataUri": pulumi.Output.concat("s3://", mlflow.artifact_bucket_name, f"/datasets/{settings.model_name}/"),
+        "dataUri": data_uri,
         "sagemakerPipelineArn": training.pipeline_arn,
         "codePipelineName": delivery.pipeline_name,
         "githubConnectionArn": delivery.connection_arn,

@@ -53,7 +53,8 @@ def add_parser(subparsers: Any) -> None:
     train.add_argument("--artifacts-prefix", default=os.environ.get("PIPELINE_ARTIFACTS_PREFIX"), help="s3:// prefix the pipeline writes under (to print the gate report)")
     train.add_argument("--git-commit", default=os.environ.get("CODEBUILD_RESOLVED_SOURCE_VERSION", "unknown"))
     train.add_argument("--images", type=Path, default=None, help="images.json from build-images: the training (and processing) and serving digests this execution runs; without it the digests known at `pulumi up` run")
-    train.add_argument("--input-data", default=None, help="override the pipeline's InputDataUri")
+    train.add_argument("--input-data", default=None, help="the execution's InputDataUri (default: the latest push under --data-uri)")
+    train.add_argument("--data-uri", default=os.environ.get("PIPELINE_DATA_URI"), help="the data prefix `deliver push-data` pushes to; the latest push there is trained on")
     train.add_argument("--timeout-s", type=float, default=4 * 3600.0)
     train.add_argument("--poll-s", type=float, default=30.0)
     train.add_argument("--local", action="store_true", help="compile --stack's definition as `pulumi up` does and execute every step here, in the images `make images` built (S3 at --endpoint-url, MLflow at --tracking-uri)")
@@ -244,6 +245,14 @@ def train_command(args: argparse.Namespace) -> int:
         return _finish(args, "train", ExitCode.USAGE, "--pipeline-name (or SAGEMAKER_PIPELINE_NAME) is required; nothing was started")
 
     images = _read_images(args.images) if args.images is not None else None
+    if not args.input_data and args.data_uri:
+        from pipeline.delivery import datasets
+        from pipeline.delivery.aws import make_client
+
+        try:
+            args.input_data = datasets.latest_push(make_client("s3", endpoint_url=args.endpoint_url), args.data_uri)
+        except (datasets.NoDatasetPushed, ValueError) as exc:
+            return _finish(args, "train", ExitCode.USAGE, f"{exc}; nothing was started")
     try:
         parameters = sagemaker_runs.execution_parameters(images, git_commit=args.git_commit, input_data=args.input_data)
     except ValueError as exc:

@@ -227,7 +227,7 @@ def _delivery(approval: bool) -> Capture:
                              "serving": arn.format("ecr", "repository/t/serving")},
             registry_kms_key_arn=arn.format("kms", "key/r"),
             sagemaker_pipeline_arn=arn.format("sagemaker", "pipeline/t"),
-            sagemaker_pipeline_name="t", sagemaker_artifacts_prefix="s3://b/sagemaker",
+            sagemaker_pipeline_name="t", sagemaker_artifacts_prefix="s3://b/sagemaker", data_uri="s3://b/datasets/m/",
             sagemaker_bucket_arn="arn:aws:s3:::b", sagemaker_kms_key_arn=arn.format("kms", "key/s"),
             mlflow_tracking_uri="http://internal-mlflow",
             mlflow_credentials_secret_arn=arn.format("secretsmanager", "secret:c"),

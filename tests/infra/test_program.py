@@ -30,6 +30,20 @@ def test_program_exports_what_a_user_needs(captured: dict[str, Capture], stack: 
 
 
 @pytest.mark.parametrize("stack", STACKS)
+def test_datasets_pushed_to_the_data_uri_are_what_train_and_the_definition_read(captured: dict[str, Capture], stack: str) -> None:
+    """`deliver push-data --data-uri <dataUri>`; the Train stage resolves the latest push there."""
+    cap = captured[stack]
+    data_uri = cap.outputs["dataUri"]
+    assert data_uri.startswith("s3://") and data_uri.endswith("/datasets/adult-income/")
+    train = next(p for p in cap.of_type("aws:codebuild/project:Project") if p.inputs["source"]["buildspec"] == "buildspecs/train.yml")
+    env = {v["name"]: v["value"] for v in train.inputs["environment"]["environmentVariables"]}
+    assert env["PIPELINE_DATA_URI"] == data_uri
+    (pipeline,) = cap.of_type("aws:sagemaker/pipeline:Pipeline")
+    params = {p["Name"]: p.get("DefaultValue") for p in json.loads(pipeline.inputs["pipelineDefinition"])["Parameters"]}
+    assert params["InputDataUri"] == data_uri
+
+
+@pytest.mark.parametrize("stack", STACKS)
 def test_every_resource_belongs_to_a_component(captured: dict[str, Capture], stack: str) -> None:
     cap = captured[stack]
     components = {r.urn: r for r in cap.resources if r.type.startswith("mlops:")}

@@ -39,7 +39,7 @@ def test_a_push_lands_at_its_content_address_and_repeats_are_no_ops(s3: Any, tmp
     uri = push_dataset(s3, first, DATA_URI)
     assert uri.startswith(DATA_URI + "sha256-") and uri.endswith("/")
     assert push_dataset(s3, first, DATA_URI) == uri
-    assert keys(s3) == [uri.removeprefix("s3://mlops-dev-data/") + "adult.csv"]
+    assert keys(s3) == ["datasets/adult-income/LATEST.json", uri.removeprefix("s3://mlops-dev-data/") + "adult.csv"]
 
 
 def test_new_data_gets_a_new_prefix_and_the_old_push_stays(s3: Any, tmp_path: Path) -> None:
@@ -68,3 +68,26 @@ def test_push_data_cli_prints_the_uri_and_refuses_bad_input(s3: Any, moto_endpoi
     bad_uri = subprocess.run([*base, str(data), "--data-uri", "https://example.com/x"], cwd=REPO_ROOT, env=env,
                              capture_output=True, text=True, timeout=120)
     assert bad_uri.returncode == 2 and "is not an s3:// URI" in bad_uri.stderr
+
+
+def test_the_train_stage_trains_on_the_latest_push(aws: Callable[[str], Any], moto_endpoint: str, s3: Any, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+    from pipeline.exit_codes import ExitCode
+
+    from .test_aws_clients import DEFINITION, ROLE
+
+    aws("sagemaker").create_pipeline(PipelineName="mlops-dev-training", PipelineDefinition=DEFINITION, RoleArn=ROLE)
+    stage = ["deliver", "train", "--endpoint-url", moto_endpoint, "--pipeline-name", "mlops-dev-training",
+             "--data-uri", DATA_URI, "--poll-s", "1", "--timeout-s", "30"]
+    assert main(stage) == ExitCode.USAGE, "nothing pushed yet: the stage must not train on an empty or mixed prefix"
+    assert "no dataset pushed under" in capsys.readouterr().err
+    path = tmp_path / "adult.csv"
+    path.write_text("age,label\n39,0\n")
+    push_dataset(s3, path, DATA_URI)
+    path.write_text("age,label\n39,0\n50,1\n")
+    newest = push_dataset(s3, path, DATA_URI)
+    assert main(stage) == ExitCode.OK
+    arn = capsys.readouterr().out.split("started ", 1)[1].split()[0]
+    params = aws("sagemaker").list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
+    assert {p["Name"]: p["Value"] for p in params}["InputDataUri"] == newest
