@@ -130,3 +130,17 @@ def test_a_wrong_password_is_a_configuration_error_naming_the_secret(
     assert dev_definition.credentials_secret_arn in execution.failure_reason
     assert "refused the credentials" in execution.failure_reason
     assert champion(server) == before
+
+
+def test_the_prod_definition_executes_end_to_end(platform: tuple[MlflowServer, Moto], tmp_path: Path) -> None:
+    """Prod's definition (its own names, bucket and GPU type) runs every step and registers."""
+    server, moto = platform
+    before = champion(server)
+    prod = local_train.stack_definition("prod")
+    assert prod.pipeline_name.startswith("mlops-prod")
+    tmp_path.chmod(0o755)
+    execution = run_locally(prod, server, moto, DEFAULT_DATASET, tmp_path / "work")
+    assert execution.succeeded, (execution.failed_step, execution.failure_reason)
+    assert [s.name for s in execution.steps] == ["Validate", "Split", "Train", "EvaluateAndGate", "GateCheck", "Register"]
+    # Same data and training as the dev champion: the gate finds no regression and promotes.
+    assert champion(server) != before
