@@ -111,9 +111,10 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 class DefinitionExecutor:
     """Evaluate and run one SageMaker pipeline definition, in order, on this machine.
 
-    ``overrides`` replaces environment values of every job by name (the tracking
-    server's in-cluster address, which cannot resolve here, and the AWS endpoint of the
-    S3 stand-in); anything else runs as the definition says.
+    ``env_overrides`` replaces the values of variables a job's environment already has
+    (the tracking server's in-cluster address, which cannot resolve here) and adds the
+    ``AWS_*`` ones (the stand-in endpoint and region, which SageMaker gives a job through
+    its instance role and VPC instead); anything else runs as the definition says.
     """
 
     def __init__(self, definition: str | Mapping[str, Any], *, s3: Any, runner: ContainerRunner, workdir: Path,
