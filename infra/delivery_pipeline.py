@@ -25,8 +25,8 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import policies
-from infra.bucket import SecureBucket, SecureBucketArgs
-from infra.common import kms_key, log_group, role
+from infra.build_storage import build_storage
+from infra.common import role
 from infra.kube import DEPLOYER_GROUP
 from infra.naming import aws_name
 
@@ -212,18 +212,10 @@ class DeliveryPipeline(pulumi.ComponentResource):
         super().__init__("mlops:delivery_pipeline:DeliveryPipeline", name, None, opts)
         tags = args.tags
         here = pulumi.ResourceOptions(parent=self)
-        key = kms_key(f"{name}-key", description=f"{name} artifacts and build logs",
-                      account_id=args.account_id, region=args.region,
-                      services=[f"logs.{args.region}.amazonaws.com"], tags=tags, opts=here)
-        access_logs = SecureBucket(f"{name}-access-logs", SecureBucketArgs(
-            kms_key_arn=None, tags=tags, noncurrent_days=30, protect=args.protect,
-            account_id=args.account_id), opts=here)
-        artifacts = SecureBucket(f"{name}-artifacts", SecureBucketArgs(
-            kms_key_arn=key.arn, tags=tags, noncurrent_days=30, protect=args.protect,
-            access_log_bucket=access_logs.bucket.id), opts=here)
-        logs = log_group(f"{name}-build-logs", log_group_name=f"/aws/codebuild/{name}",
-                         retention_days=args.log_retention_days, kms_key_arn=key.arn,
-                         tags=tags, opts=here)
+        storage = build_storage(name, description=f"{name} artifacts and build logs", account_id=args.account_id,
+                                region=args.region, protect=args.protect, log_retention_days=args.log_retention_days,
+                                tags=tags, opts=here)
+        key, artifacts, logs = storage.key, storage.artifacts, storage.logs
         # Created PENDING: someone must finish the GitHub handshake once in the console
         # (AWS quirk: the OAuth step cannot be automated). docs/infra.md says how.
         connection = aws.codestarconnections.Connection(

@@ -27,7 +27,8 @@ import pulumi_aws as aws
 
 from infra import policies
 from infra.bucket import SecureBucket, SecureBucketArgs
-from infra.common import kms_key, log_group, role
+from infra.build_storage import build_storage
+from infra.common import role
 from infra.naming import aws_name
 
 BUILD_IMAGE = "aws/codebuild/amazonlinux-x86_64-standard:5.0"
@@ -107,23 +108,15 @@ class InfraPipeline(pulumi.ComponentResource):
         super().__init__("mlops:infra_pipeline:InfraPipeline", name, None, opts)
         tags = args.tags
         here = pulumi.ResourceOptions(parent=self)
-        key = kms_key(f"{name}-key", description=f"{name} Pulumi state, artifacts and logs",
-                      account_id=args.account_id, region=args.region,
-                      services=[f"logs.{args.region}.amazonaws.com"], tags=tags, opts=here)
-        access_logs = SecureBucket(f"{name}-access-logs", SecureBucketArgs(
-            kms_key_arn=None, tags=tags, noncurrent_days=30, protect=args.protect,
-            account_id=args.account_id), opts=here)
+        storage = build_storage(name, description=f"{name} Pulumi state, artifacts and logs",
+                                account_id=args.account_id, region=args.region, protect=args.protect,
+                                log_retention_days=args.log_retention_days, tags=tags, opts=here)
+        key, artifacts, logs = storage.key, storage.artifacts, storage.logs
         # The S3 backend: `pulumi login s3://<bucket>`; versioned, so a bad write of the
         # state can be rolled back.
         state = SecureBucket(f"{name}-state", SecureBucketArgs(
             kms_key_arn=key.arn, tags=tags, noncurrent_days=365, protect=args.protect,
-            access_log_bucket=access_logs.bucket.id), opts=here)
-        artifacts = SecureBucket(f"{name}-artifacts", SecureBucketArgs(
-            kms_key_arn=key.arn, tags=tags, noncurrent_days=30, protect=args.protect,
-            access_log_bucket=access_logs.bucket.id), opts=here)
-        logs = log_group(f"{name}-build-logs", log_group_name=f"/aws/codebuild/{name}",
-                         retention_days=args.log_retention_days, kms_key_arn=key.arn,
-                         tags=tags, opts=here)
+            access_log_bucket=storage.access_logs.bucket.id), opts=here)
         deployer_arn = pulumi.Output.concat("arn:aws:iam::", args.account_id, ":role/",
                                             deployer_role_name(args.prefix))
         build_role = role(
