@@ -55,29 +55,37 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(unquote(parsed.path)) if parsed.path else None
 
 
-def _champion_from_sqlite(db: Path, model_name: str) -> ChampionRef | None:
+def _version_from_sqlite(db: Path, model_name: str, query: str, params: tuple[str, ...]) -> ChampionRef | None:
+    """The version ``query`` selects (``version, run_id, source``) with its tags, read-only.
+
+    A read-only URI: never create or migrate the database from this path; a fresh
+    database without the registry tables yet has no version.
+    """
     if not db.is_file():
         return None
-    # Read-only URI: never create or migrate the database from this path.
     with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=30) as conn:
         try:
-            row = conn.execute(
-                "SELECT a.version, v.run_id, v.source FROM registered_model_aliases a "
-                "JOIN model_versions v ON v.name = a.name AND v.version = a.version "
-                "WHERE a.name = ? AND a.alias = ?",
-                (model_name, CHAMPION),
-            ).fetchone()
-        except sqlite3.OperationalError:  # a fresh database without the registry tables yet
+            row = conn.execute(query, params).fetchone()
+        except sqlite3.OperationalError:
             return None
         if row is None:
             return None
         tags = dict(
             conn.execute(
-                "SELECT key, value FROM model_version_tags WHERE name = ? AND version = ?",
-                (model_name, row[0]),
+                "SELECT key, value FROM model_version_tags WHERE name = ? AND version = ?", (model_name, row[0])
             ).fetchall()
         )
     return ChampionRef(version=str(row[0]), run_id=str(row[1] or ""), source=str(row[2] or ""), tags=tags)
+
+
+def _champion_from_sqlite(db: Path, model_name: str) -> ChampionRef | None:
+    return _version_from_sqlite(
+        db, model_name,
+        "SELECT a.version, v.run_id, v.source FROM registered_model_aliases a "
+        "JOIN model_versions v ON v.name = a.name AND v.version = a.version "
+        "WHERE a.name = ? AND a.alias = ?",
+        (model_name, CHAMPION),
+    )
 
 
 def _champion_from_mlflow(tracking_uri: str, model_name: str) -> ChampionRef | None:
@@ -97,26 +105,13 @@ def _champion_from_mlflow(tracking_uri: str, model_name: str) -> ChampionRef | N
 
 
 def _candidate_from_sqlite(db: Path, model_name: str, candidate_key: str) -> ChampionRef | None:
-    if not db.is_file():
-        return None
-    with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=30) as conn:
-        try:
-            row = conn.execute(
-                "SELECT v.version, v.run_id, v.source FROM model_versions v JOIN model_version_tags t "
-                "ON t.name = v.name AND t.version = v.version "
-                "WHERE v.name = ? AND t.key = 'candidate_key' AND t.value = ? ORDER BY v.version DESC LIMIT 1",
-                (model_name, candidate_key),
-            ).fetchone()
-        except sqlite3.OperationalError:
-            return None
-        if row is None:
-            return None
-        tags = dict(
-            conn.execute(
-                "SELECT key, value FROM model_version_tags WHERE name = ? AND version = ?", (model_name, row[0])
-            ).fetchall()
-        )
-    return ChampionRef(version=str(row[0]), run_id=str(row[1] or ""), source=str(row[2] or ""), tags=tags)
+    return _version_from_sqlite(
+        db, model_name,
+        "SELECT v.version, v.run_id, v.source FROM model_versions v JOIN model_version_tags t "
+        "ON t.name = v.name AND t.version = v.version "
+        "WHERE v.name = ? AND t.key = 'candidate_key' AND t.value = ? ORDER BY v.version DESC LIMIT 1",
+        (model_name, candidate_key),
+    )
 
 
 def _candidate_from_mlflow(tracking_uri: str, model_name: str, candidate_key: str) -> ChampionRef | None:
