@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from pipeline.schema import REPO_ROOT
 
@@ -68,3 +69,11 @@ def run_to_completion(image_ref: str, args: Sequence[str] = (), *, options: Sequ
                       env: Mapping[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """``podman run --rm`` of a full image reference and wait; its result (a non-zero exit is returned, not raised)."""
     return podman("run", "--rm", *options, *env_args(env), image_ref, *args, timeout=timeout, check=False)
+
+
+def root_owned_dir(path: Path) -> Path:
+    """A folder owned by root, mode 0755: how SageMaker mounts /opt/ml/model and friends."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chown(path, 0, 0)
+    path.chmod(0o755)
+    return path

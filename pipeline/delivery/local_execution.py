@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipeline.containers import root_owned_dir
 from pipeline.delivery import datasets
 
 JOB_UID = 10001
@@ -255,15 +256,6 @@ class DefinitionExecutor:
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             self.s3.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{path.relative_to(source).as_posix()}".lstrip("/"))
 
-    @staticmethod
-    def _root_owned(path: Path) -> Path:
-        import os
-
-        path.mkdir(parents=True, exist_ok=True)
-        os.chown(path, 0, 0)
-        path.chmod(0o755)
-        return path
-
     def _env(self, environment: Mapping[str, Any]) -> dict[str, str]:
         resolved = {key: str(self.resolve(value)) for key, value in environment.items()}
         return resolved | {key: value for key, value in self.env_overrides.items() if key in resolved or key.startswith("AWS_")}
@@ -280,7 +272,7 @@ class DefinitionExecutor:
             mounts.append((local, s3_input["LocalPath"], True))
         outputs = args.get("ProcessingOutputConfig", {}).get("Outputs", [])
         for item in outputs:
-            mounts.append((self._root_owned(job_dir / "output" / item["OutputName"]), item["S3Output"]["LocalPath"], False))
+            mounts.append((root_owned_dir(job_dir / "output" / item["OutputName"]), item["S3Output"]["LocalPath"], False))
         app = args["AppSpecification"]
         job = ContainerJob(step=step["Name"], image=app["ImageUri"], entrypoint=app.get("ContainerEntrypoint"),
                            args=[str(a) for a in app.get("ContainerArguments", [])], env=self._env(args.get("Environment", {})),
@@ -299,7 +291,7 @@ class DefinitionExecutor:
     def _training(self, step: Mapping[str, Any], job_dir: Path) -> dict[str, Any]:
         args = self.resolve(step["Arguments"])
         job_name = f"pipelines-{self.execution.execution_id}-{step['Name']}"[:63]
-        config = self._root_owned(job_dir / "input" / "config")
+        config = root_owned_dir(job_dir / "input" / "config")
         hyperparameters = args.get("HyperParameters", {})
         not_strings = sorted(k for k, v in hyperparameters.items() if not isinstance(v, str))
         if not_strings:
@@ -315,8 +307,8 @@ class DefinitionExecutor:
             if self._download(uri, local) == 0:
                 raise _StepFailed(step["Name"], f"ClientError: no objects under {uri} for channel {name}")
             mounts.append((local, f"/opt/ml/input/data/{name}", True))
-        model = self._root_owned(job_dir / "model")
-        mounts += [(model, "/opt/ml/model", False), (self._root_owned(job_dir / "output"), "/opt/ml/output", False)]
+        model = root_owned_dir(job_dir / "model")
+        mounts += [(model, "/opt/ml/model", False), (root_owned_dir(job_dir / "output"), "/opt/ml/output", False)]
         env = self._env(args.get("Environment", {})) | {
             "TRAINING_JOB_NAME": job_name, "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{job_name.lower()}"}
         spec = args["AlgorithmSpecification"]

@@ -9,17 +9,15 @@ here) and every listener is bound to 127.0.0.1 by the test; every wait has a dea
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipeline import containers
-from pipeline.containers import IMAGE_PREFIX, IMAGES, podman_env
+from pipeline.containers import IMAGE_PREFIX, IMAGES, podman_env, root_owned_dir
 
 __all__ = ["IMAGES", "IMAGE_PREFIX", "Container", "image", "image_exists", "podman", "podman_env", "root_owned_dir",
            "run_detached", "run_to_completion"]
@@ -90,11 +88,3 @@ def run_to_completion(image_name: str, args: Sequence[str] = (), *, options: Seq
                       env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """``podman run --rm`` and wait; its result (never raises on a non-zero exit)."""
     return containers.run_to_completion(image(image_name), args, options=options, env=env, timeout=timeout)
-
-
-def root_owned_dir(path: Path) -> Path:
-    """A folder owned by root, mode 0755: how SageMaker mounts /opt/ml/model and friends."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chown(path, 0, 0)
-    path.chmod(0o755)
-    return path
