@@ -25,6 +25,12 @@ from pipeline.exit_codes import ExitCode
 from pipeline.schema import DEFAULT_MODEL_NAME
 
 
+
+def _model_name_default() -> str:
+    """Every CodeBuild project of the DeliveryPipeline sets MODEL_NAME (infra/delivery_pipeline.py)."""
+    return os.environ.get("MODEL_NAME") or DEFAULT_MODEL_NAME
+
+
 def add_parser(subparsers: Any) -> None:
     """Register ``deliver`` and its stage subcommands."""
     parser = subparsers.add_parser("deliver", help="run one delivery stage (as CodeBuild does) or rehearse them all locally", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,7 +67,7 @@ def add_parser(subparsers: Any) -> None:
     train.add_argument("--tracking-uri", default=None, help="(--local) the MLflow server the jobs use instead of the in-cluster one; credentials from MLFLOW_TRACKING_USERNAME/PASSWORD go into the definition's secret")
     train.add_argument("--data", type=Path, default=None, help="(--local) dataset file to push to the pipeline's InputDataUri first")
     train.add_argument("--workdir", type=Path, default=Path("build/local-execution"), help="(--local) where job inputs, outputs and logs are staged")
-    train.add_argument("--model-name", default=os.environ.get("MLOPS_MODEL_NAME", DEFAULT_MODEL_NAME))
+    train.add_argument("--model-name", default=_model_name_default(), help="registered model (default: $MODEL_NAME, set on every CodeBuild project)")
     train.add_argument("--release-out", type=Path, default=Path("release.json"), help="where to write the release (version, the champion it was gated against, image) that every later stage acts on")
     train.set_defaults(func=train_command)
 
@@ -70,7 +76,7 @@ def add_parser(subparsers: Any) -> None:
     deploy.add_argument("--release", type=Path, default=None, help="release.json from the train stage: the version to canary (required on the cluster)")
     deploy.add_argument("--lease-wait-s", type=float, default=1800.0, help="how long to wait for another release of the model to finish before refusing (exit 7)")
     deploy.add_argument("--tracking-uri", default=None, help="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI, else the local store)")
-    deploy.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    deploy.add_argument("--model-name", default=_model_name_default(), help="registered model (default: $MODEL_NAME, set on every CodeBuild project)")
     deploy.add_argument("--rollout", default=os.environ.get("ROLLOUT_NAME", "model-server"))
     deploy.add_argument("--namespace", default=os.environ.get("SERVING_NAMESPACE", "serving"))
     deploy.add_argument("--container", default="server")
@@ -91,7 +97,7 @@ def add_parser(subparsers: Any) -> None:
     smoke.add_argument("--release", type=Path, default=None, help="release.json from the train stage (with --deployment-record: the cluster path)")
     smoke.add_argument("--url", required=True, help="base URL of the model server")
     smoke.add_argument("--tracking-uri", default=None)
-    smoke.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    smoke.add_argument("--model-name", default=_model_name_default(), help="registered model (default: $MODEL_NAME, set on every CodeBuild project)")
     smoke.add_argument("--previous-version", default=None, help="without --release: version to move the champion alias back to on failure (the laptop loop's deploy)")
     smoke.add_argument("--deployment-record", type=Path, default=None, help="deployment.json from the deploy stage: on failure the Rollout goes back to what it replaced")
     smoke.add_argument("--restore-timeout-s", type=float, default=600.0, help="how long to wait for the restored Rollout to be healthy")
@@ -109,7 +115,7 @@ def add_parser(subparsers: Any) -> None:
     common(rehearse)
     rehearse.add_argument("--data", type=Path, default=None, help="training data (default: the dataset)")
     rehearse.add_argument("--tracking-uri", default=None)
-    rehearse.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    rehearse.add_argument("--model-name", default=_model_name_default(), help="registered model (default: $MODEL_NAME, set on every CodeBuild project)")
     rehearse.add_argument("--store", type=Path, default=None, help="local store folder (default: MLOPS_HOME or .mlops/)")
     rehearse.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="training hyperparameter")
     rehearse.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE", help="gate threshold")
