@@ -365,6 +365,9 @@ class RunConfig:
     gate: Any = None
     deploy: bool = True
     """Serve and smoke-test a newly promoted champion on 127.0.0.1 (rolls back on failure)."""
+    release_alias: str = "champion"
+    """The alias a version that passed the gate gets: ``champion`` (this laptop loop, whose
+    deploy follows in-process) or ``candidate`` (the release path: ``deliver rehearse``)."""
     create_registry: bool = False
     """Create the registry an explicit ``sqlite:``/file tracking URI names when it does not
     exist (the local store's own registry is always created with the store)."""
@@ -389,6 +392,7 @@ class RunConfig:
             validation=self.validation or ValidationThresholds(),
             gate=self.gate or GateThresholds(),
             deploy=self.deploy,
+            release_alias=self.release_alias,
             create_registry=self.create_registry,
         )
 

@@ -333,6 +333,7 @@ def register_step(ctx: StepContext) -> dict[str, Artifact]:
         # The champion step writes the champion it saw beside the candidate key.
         champion_version=(_json(ctx.inputs["candidate_key"].path) or {}).get("version"),
         deploy_follows=config.deploy,
+        release_alias=config.release_alias,
         artifacts={
             "gate": gate_dir / "report",
             "plots": gate_dir / "plots",
@@ -346,11 +347,11 @@ def register_step(ctx: StepContext) -> dict[str, Artifact]:
     path.write_text(json.dumps(asdict(registered), indent=2))
     ctx.set_outcome(
         exit_code=ExitCode.OK if registered.promoted else ExitCode.GATE_REFUSED,
-        status="promoted" if registered.promoted else "refused",
+        status=("promoted" if registered.alias == "champion" else "candidate") if registered.promoted else "refused",
         model_version=registered.version,
         champion_version=champion.version if champion else None,
         message=(
-            f"v{registered.version} promoted to champion"
+            f"v{registered.version} promoted to {registered.alias}"
             if registered.promoted
             else f"v{registered.version} registered as challenger; gate refused it, champion unchanged"
         ),
@@ -502,7 +503,8 @@ def commit_pipeline() -> list[Step]:
             "register", register_step, sources=_src(_STEPS + "register", "pipeline.registry"),
             inputs=("gate", "evaluation", "ingest_info", "model", "train", "validation", "holdout",
                     "candidate_key", "validation_report"),
-            params=lambda c: {"model_name": c.model_name, "tracking_uri": c.tracking_uri, "deploy": c.deploy},
+            params=lambda c: {"model_name": c.model_name, "tracking_uri": c.tracking_uri, "deploy": c.deploy,
+                              "release_alias": c.release_alias},
             locked=True, effects=("registry",),
         ),
         Step(

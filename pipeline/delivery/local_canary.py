@@ -159,6 +159,7 @@ def run_local_canary(
     windows: int = 3,
     check_alarms: Callable[[], Sequence[str]] | None = None,
     smoke_test: Callable[[str, str], Any] | None = None,
+    finish: Callable[[bool], str] | None = None,
 ) -> LocalCanaryResult:
     """Serve stable and canary side by side, split the replay, judge, promote or roll back.
 
@@ -166,7 +167,11 @@ def run_local_canary(
     verdict, while the stable server still runs; it returns an object with ``passed``
     and a rendering (``str``); a failure rolls back like a failed analysis, with the
     analysis verdict kept as it was so the report says which of the two refused.
-    The alias is only ever moved back here, never forward: the pipeline run promoted it.
+    ``finish(promoted)`` moves the registry at the verdict, while both servers still
+    run, and says what it did: the release path (``deliver rehearse``) promotes the
+    candidate to ``champion`` by compare-and-set there, or closes it; without it (the
+    laptop loop's ``deliver deploy --local``, where the run already moved ``champion``)
+    a rollback moves ``champion`` back to the stable version.
     """
     if windows < 1 or not requests:
         raise ValueError("need at least one window and one request to replay")
@@ -201,8 +206,9 @@ def run_local_canary(
         verdict = analyse_canary(canary_samples, config, fired)
         smoke = smoke_test(canary.url, new_version) if verdict.promote and smoke_test is not None else None
         if verdict.promote and (smoke is None or getattr(smoke, "passed", False)):
-            return LocalCanaryResult(verdict, tuple(canary_samples), tuple(stable_samples), False, f"{model_name}@champion stays on version {new_version}", None, smoke, tuple(notes))
-        # Both servers stay up until the alias is back, then the stack stops them.
-        action = registry.restore_champion(tracking_uri, model_name, previous_version)
+            action = finish(True) if finish else f"{model_name}@champion stays on version {new_version}"
+            return LocalCanaryResult(verdict, tuple(canary_samples), tuple(stable_samples), False, action, None, smoke, tuple(notes))
+        # Both servers stay up until the registry is settled, then the stack stops them.
+        action = finish(False) if finish else registry.restore_champion(tracking_uri, model_name, previous_version)
         still = serving_version(stable.url) == str(previous_version) if stable else None
     return LocalCanaryResult(verdict, tuple(canary_samples), tuple(stable_samples), True, action, still, smoke, tuple(notes))

@@ -4,9 +4,13 @@ The stages mirror the DeliveryPipeline's: image scan (ECR), the SageMaker pipeli
 execution, the commit pipeline with its gate, the canary deploy beside the current
 champion, and the smoke test. The two AWS stages run against whatever endpoint is
 given (moto on 127.0.0.1 in CI) and are skipped without one; the rest run for real on
-the embedded default. A failed stage stops every stage after it, names itself and
-why, and the registry's aliases are put back where they began, so the previous
-champion keeps serving. Each stage's outcome is printed as it ends.
+the embedded default. It follows the release states of the cluster path
+(``pipeline.delivery.deploy_cluster``): the pipeline stage registers a ``candidate``
+(``champion`` does not move), the canary runs it beside the champion under the
+release lease, and only a passing analysis and smoke test move ``champion``, by
+compare-and-set. A failed stage stops every stage after it, names itself and why, and
+the registry's aliases end where they began, so the previous champion keeps serving.
+Each stage's outcome is printed as it ends.
 """
 
 from __future__ import annotations
@@ -153,9 +157,15 @@ def rehearse(config: RehearsalConfig, print_line: Callable[[str], None] = print)
     (``GATE_REFUSED``, ``DEPLOY_FAILED`` or ``ERROR``); the aliases after a failure
     equal the aliases before it.
     """
+    import dataclasses
+    import uuid
+
+    from pipeline.delivery import registry
+    from pipeline.delivery.lease import LeaseBusy, ReleaseLease
     from pipeline.runner import run_pipeline
 
-    run_config = config.run_config.resolved()
+    # The release path: register a candidate; the canary and smoke test below decide.
+    run_config = dataclasses.replace(config.run_config, deploy=False, release_alias=registry.CANDIDATE).resolved()
     tracking_uri, model_name = run_config.tracking_uri, run_config.model_name
     before = aliases(tracking_uri, model_name)
     outcomes: list[StageOutcome] = []
@@ -168,15 +178,30 @@ def rehearse(config: RehearsalConfig, print_line: Callable[[str], None] = print)
             raise StageFailed("pipeline", "gate refused the challenger: " + "; ".join(result.reasons), ExitCode.GATE_REFUSED)
         if result.exit_code != ExitCode.OK:
             raise StageFailed("pipeline", f"{result.status}: {result.message or '; '.join(result.reasons)}", result.exit_code)
-        return f"{result.status}: champion v{result.champion_version} (gate passed)" if result.gate_passed else f"{result.status}: {result.message}"
+        if result.status == "candidate":
+            return f"candidate v{result.model_version} (gate passed against v{before.get('champion') or 'nothing'}); champion stays until the canary and smoke test pass"
+        return f"{result.status}: {result.message}"
 
     def stage_canary(cfg: RehearsalConfig) -> str:
         from pipeline.delivery.local_canary import replay_requests, run_local_canary
 
-        new = aliases(tracking_uri, model_name).get("champion")
-        if new is None or new == before.get("champion"):
+        run = state.get("run")
+        new = run.model_version if run is not None and run.status == "candidate" else None
+        if new is None:
             state["canary"] = None
-            raise _Skip(f"champion did not move (still v{before.get('champion')}): nothing to deploy")
+            raise _Skip(f"no new candidate ({run.status if run else 'no run'}): nothing to release; champion stays v{before.get('champion')}")
+        base = before.get("champion")
+        lease = ReleaseLease(tracking_uri, model_name, f"rehearsal-{uuid.uuid4().hex[:12]}")
+        try:
+            lease.acquire("canary")
+        except LeaseBusy as exc:
+            raise StageFailed("canary", str(exc), ExitCode.RELEASE_CONFLICT) from exc
+
+        def finish(promoted: bool) -> str:
+            if not promoted:
+                return registry.close_candidate(tracking_uri, model_name, new, "rejected: local canary or smoke test failed")
+            moved = registry.promote_if_unchanged(tracking_uri, model_name, expected=base, version=new)
+            return f"{moved}; {registry.close_candidate(tracking_uri, model_name, new, f'released by {lease.release_id}')}"
         check = cfg.alarm_check
         if check is None and cfg.alarm_names and cfg.aws_endpoint:
             from pipeline.delivery.alarms import alarm_states, firing
@@ -184,18 +209,24 @@ def rehearse(config: RehearsalConfig, print_line: Callable[[str], None] = print)
             def check() -> list[str]:
                 return [a.name for a in firing(alarm_states(cfg.alarm_names, endpoint_url=cfg.aws_endpoint))]
 
-        result = run_local_canary(
-            tracking_uri=tracking_uri,
-            model_name=model_name,
-            new_version=new,
-            previous_version=before.get("champion"),
-            requests=replay_requests(cfg.replay_data, cfg.replay_requests),
-            config=cfg.canary,
-            log_dir=cfg.log_dir,
-            windows=cfg.windows,
-            check_alarms=check,
-            smoke_test=cfg.smoke_test or default_smoke_test(tracking_uri, model_name),
-        )
+        try:
+            result = run_local_canary(
+                tracking_uri=tracking_uri,
+                model_name=model_name,
+                new_version=new,
+                previous_version=base,
+                requests=replay_requests(cfg.replay_data, cfg.replay_requests),
+                config=cfg.canary,
+                log_dir=cfg.log_dir,
+                windows=cfg.windows,
+                check_alarms=check,
+                smoke_test=cfg.smoke_test or default_smoke_test(tracking_uri, model_name),
+                finish=finish,
+            )
+        except registry.ChampionMoved as exc:
+            raise StageFailed("canary", str(exc), ExitCode.RELEASE_CONFLICT) from exc
+        finally:
+            lease.release()
         state["canary"] = result
         smoke_failed = result.smoke is not None and not getattr(result.smoke, "passed", False)
         if result.rolled_back and not smoke_failed:
@@ -208,7 +239,8 @@ def rehearse(config: RehearsalConfig, print_line: Callable[[str], None] = print)
             raise _Skip("nothing was deployed")
         if result.smoke is not None and not getattr(result.smoke, "passed", False):
             raise StageFailed("smoke-test", f"{result.smoke}; {result.registry_action}", ExitCode.DEPLOY_FAILED)
-        return str(result.smoke) if result.smoke is not None else "no smoke test configured"
+        # The promotion (compare-and-set) happened at the verdict, while both servers ran.
+        return (str(result.smoke) if result.smoke is not None else "no smoke test configured") + f"; {result.registry_action}"
 
     runners: dict[str, Callable[[RehearsalConfig], str]] = {
         "build-images": _stage_build_images,

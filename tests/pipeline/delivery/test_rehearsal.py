@@ -105,7 +105,12 @@ def test_first_release_is_rehearsed_end_to_end(first_release: Any, world: dict[s
     assert result.exit_code == ExitCode.OK, lines
     assert statuses(result) == {"build-images": "skipped", "train-sagemaker": "skipped", "pipeline": "ok", "canary": "ok", "smoke-test": "ok"}
     assert result.aliases_before == {} and result.aliases_after["champion"] == "1"
+    assert "candidate" not in result.aliases_after, "the release closed its candidate"
+    # The pipeline stage made a candidate, not a champion; champion moved at the end.
+    pipeline_line = next(line for line in lines if "] pipeline" in line)
+    assert "candidate v1" in pipeline_line and "champion stays" in pipeline_line, pipeline_line
     assert any("canary: PROMOTE" in line for line in lines)
+    assert any("adult-income@champion moved from version nothing to 1" in line for line in lines), lines
     # The serving helper's smoke test ran: health, known prediction, version.
     smoke_line = next(line for line in lines if "smoke-test" in line)
     assert all(f"{name} ok" in smoke_line for name in ("health", "known_prediction", "version")), smoke_line
@@ -170,7 +175,7 @@ def test_alarm_during_bake_rolls_back(first_release: Any, world: dict[str, Any])
 
     result = rehearse(config(world, alarm_check=alarm, smoke_test=smoke()), print_line=lambda line: None)
     assert_stopped(result, "canary", ExitCode.DEPLOY_FAILED, before, world, "alarm mlops-dev-serving-5xx fired")
-    assert "moved back to version 1" in result.failed_stage.detail
+    assert "adult-income@candidate removed" in result.failed_stage.detail
 
 
 def test_failing_smoke_test_rolls_back(first_release: Any, world: dict[str, Any]) -> None:
