@@ -47,9 +47,9 @@ def registry(server: MlflowServer) -> MlflowClient:
     return MlflowClient(tracking_uri=server.url, registry_uri=server.url)
 
 
-def champion(server: MlflowServer) -> str | None:
+def champion(server: MlflowServer, alias: str = "champion") -> str | None:
     try:
-        return str(registry(server).get_model_version_by_alias(DEFAULT_MODEL_NAME, "champion").version)
+        return str(registry(server).get_model_version_by_alias(DEFAULT_MODEL_NAME, alias).version)
     except Exception:  # noqa: BLE001 - no model or no alias yet
         return None
 
@@ -72,17 +72,27 @@ def test_deliver_train_local_registers_and_gates_a_good_dataset(platform: tuple[
                AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "deliver", "train", "--local", "--stack", "dev", "--endpoint-url", moto.endpoint,
-         "--tracking-uri", server.url, "--data", str(DEFAULT_DATASET), "--workdir", str(tmp_path / "work"), "--git-commit", "c0ffee"],
+         "--tracking-uri", server.url, "--data", str(DEFAULT_DATASET), "--workdir", str(tmp_path / "work"), "--git-commit", "c0ffee",
+         "--release-out", str(tmp_path / "release.json")],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     for step in ("Validate", "Split", "Train", "EvaluateAndGate", "GateCheck", "Register"):
         assert f"{step}: Succeeded" in result.stdout, result.stdout
-    version = champion(server)
-    assert version is not None, "the registered version is the champion"
+    # The delivery path: a candidate, named in release.json; champion moves only when
+    # the release's canary and smoke test pass (done here as SmokeTest would).
+    version = champion(server, "candidate")
+    assert version is not None and champion(server) is None, "the registered version is the candidate, not yet champion"
+    from pipeline.delivery.registry import promote_if_unchanged
+    from pipeline.delivery.release import read_release
+
+    release = read_release(tmp_path / "release.json")
+    assert (release.version, release.base_champion, release.git_commit) == (version, None, "c0ffee")
     details = registry(server).get_model_version(DEFAULT_MODEL_NAME, version)
     assert details.tags.get("git_commit") == "c0ffee"
     artifacts = [a.path for a in registry(server).list_artifacts(details.run_id)]
     assert any(path.startswith("gate") for path in artifacts), f"the gate report is attached to the run: {artifacts}"
+    promote_if_unchanged(server.url, DEFAULT_MODEL_NAME, expected=release.base_champion, version=release.version)
+    assert champion(server) == version
 
 
 def test_a_worse_model_is_refused_by_the_gate_and_the_champion_stays(
@@ -142,5 +152,6 @@ def test_the_prod_definition_executes_end_to_end(platform: tuple[MlflowServer, M
     execution = run_locally(prod, server, moto, DEFAULT_DATASET, tmp_path / "work")
     assert execution.succeeded, (execution.failed_step, execution.failure_reason)
     assert [s.name for s in execution.steps] == ["Validate", "Split", "Train", "EvaluateAndGate", "GateCheck", "Register"]
-    # Same data and training as the dev champion: the gate finds no regression and promotes.
-    assert champion(server) != before
+    # Same data and training as the dev champion: the gate finds no regression; the new
+    # version becomes the candidate and champion stays until its release finishes.
+    assert champion(server, "candidate") not in (None, before) and champion(server) == before
