@@ -58,6 +58,10 @@ class World:
     lines: list[str] = field(default_factory=list)
     now: float = 0.0
     """The driver's clock: advanced only by its own waits, which let the controller run."""
+    refuse_template_patches_after: int | None = None
+    """Set: the API server refuses every template patch after this many (an admission
+    webhook denying the restore)."""
+    _template_patches: int = 0
 
     def release(self, version: str, base: str | None = "1") -> Release:
         return Release(f"arn:aws:sagemaker:eu-west-1:123456789012:pipeline/p/execution/exec-v{version}", MODEL, version, base, IMAGES[version], "c0ffee")
@@ -67,9 +71,19 @@ class World:
         self._client().set_registered_model_alias(MODEL, registry.CANDIDATE, version)
 
     def driver(self, **overrides: Any) -> Cluster:
-        options: dict[str, Any] = {"run": self.cluster, "poll_s": 1.0, "sleep": self.wait, "clock": lambda: self.now, "log": self.lines.append}
+        options: dict[str, Any] = {"run": self.kubectl, "poll_s": 1.0, "sleep": self.wait, "clock": lambda: self.now, "log": self.lines.append}
         options.update(overrides)
         return Cluster(RolloutTarget(), **options)
+
+    def kubectl(self, argv: list[str], **kwargs: Any) -> str:
+        """The double, behind an API server that may refuse template patches."""
+        if "patch" in argv and "deployment" in argv and self.refuse_template_patches_after is not None:
+            self._template_patches += 1
+            if self._template_patches > self.refuse_template_patches_after:
+                from pipeline.delivery.rollout import KubectlError
+
+                raise KubectlError('deployments.apps "model-server" is forbidden: admission webhook denied the request')
+        return self.cluster(argv, **kwargs)
 
     def wait(self, seconds: float) -> None:
         self.now += max(seconds, 0.001)

@@ -165,20 +165,7 @@ def test_fault_matrix(row: Row, tmp_path: Path, release_registry: Path) -> None:
     world = make_world(tmp_path, release_registry)
     if row.extra.get("refuse_restore"):
         # The deploy's own patch goes through; every later template patch is refused.
-        original = world.cluster.__call__
-        patches = {"n": 0}
-
-        def refusing(argv: list[str], **kwargs: Any) -> str:
-            if "patch" in argv and "deployment" in argv:
-                patches["n"] += 1
-                if patches["n"] > 1:
-                    from pipeline.delivery.rollout import KubectlError
-
-                    raise KubectlError('deployments.apps "model-server" is forbidden: admission webhook denied the request')
-            return original(argv, **kwargs)
-
-        world.cluster.__call__ = refusing  # type: ignore[method-assign]
-        world.driver = (lambda driver: lambda **o: driver(**{"run": refusing, **o}))(world.driver)  # type: ignore[method-assign]
+        world.refuse_template_patches_after = 1
     codes = run_row(world, row)
     world.cluster.settle()
     assert codes == row.codes, world.lines
@@ -200,20 +187,9 @@ def test_a_restore_that_cannot_finish_says_so_and_leaves_traffic_on_stable(tmp_p
     world = make_world(tmp_path, release_registry)
     world.cluster.failing_analysis.add("2")
     world.register_candidate("2")
-    deploys = {"n": 0}
-    inner = world.cluster
-
-    def run(argv: list[str], **kwargs: Any) -> str:
-        if "patch" in argv and "deployment" in argv:
-            deploys["n"] += 1
-            if deploys["n"] > 1:
-                from pipeline.delivery.rollout import KubectlError
-
-                raise KubectlError("Error from server (Forbidden): admission webhook denied the request")
-        return inner(argv, **kwargs)
-
+    world.refuse_template_patches_after = 1
     with pytest.raises(StageFailed) as failed:
-        deploy_release(world.release("2"), tracking_uri=world.tracking_uri, cluster=world.driver(run=run), timeout_s=600)
+        deploy_release(world.release("2"), tracking_uri=world.tracking_uri, cluster=world.driver(), timeout_s=600)
     assert failed.value.exit_code == ExitCode.ERROR
     assert "restore FAILED" in failed.value.reason and "check serving/model-server by hand" in failed.value.reason
     assert world.cluster.serves() == {"stable": "1", "canary": None, "canary_weight": 0}
