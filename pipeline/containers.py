@@ -31,6 +31,15 @@ def image(name: str) -> str:
     return f"{IMAGE_PREFIX}/{name}:test"
 
 
+def image_by_digest(name: str) -> str:
+    """Image ``name`` referenced as ``repo@sha256:...``, the form BuildImages hands the
+    pipeline in AWS (a tag can move; a release names exactly one image)."""
+    digest = podman("image", "inspect", "--format", "{{.Digest}}", image(name), timeout=30).stdout.strip()
+    if not digest.startswith("sha256:"):
+        raise ContainerError(f"podman reports no digest for {image(name)}: {digest!r}")
+    return f"{IMAGE_PREFIX}/{name}@{digest}"
+
+
 def podman_env() -> dict[str, str]:
     """The process environment with podman pointed at images/env.sh's configuration."""
     env = dict(os.environ)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.containers import image as local_image
+from pipeline.containers import image_by_digest
 from pipeline.delivery.datasets import ensure_bucket
 from pipeline.delivery.local_execution import DefinitionExecutor, LocalExecution, podman_runner
 from pipeline.sagemaker_compiler import (
@@ -84,7 +85,7 @@ def execute_locally(stack_def: StackDefinition, *, s3: Any, tracking_uri: str, e
     """Run ``stack_def`` with podman; the jobs reach S3/Secrets Manager at ``endpoint_url``."""
     parameters = {
         PARAM_PROCESSING_IMAGE: local_image("training"), PARAM_TRAINING_IMAGE: local_image("training"),
-        PARAM_SERVING_IMAGE: local_image("serving"), PARAM_GIT_COMMIT: git_commit,
+        PARAM_SERVING_IMAGE: image_by_digest("serving"), PARAM_GIT_COMMIT: git_commit,
     }
     if input_data:
         parameters[PARAM_INPUT_DATA] = input_data

@@ -87,6 +87,7 @@ def test_deliver_train_local_registers_and_gates_a_good_dataset(platform: tuple[
 
     release = read_release(tmp_path / "release.json")
     assert (release.version, release.base_champion, release.git_commit) == (version, None, "c0ffee")
+    assert release.image and "/serving@sha256:" in release.image, "the release names its serving image by digest"
     details = registry(server).get_model_version(DEFAULT_MODEL_NAME, version)
     assert details.tags.get("git_commit") == "c0ffee"
     artifacts = [a.path for a in registry(server).list_artifacts(details.run_id)]
