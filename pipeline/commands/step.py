@@ -240,16 +240,13 @@ def run_register(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
         holdout=parts.holdout, data_digest=frame_digest(data), data_source=describe_source(data_path),
         data_path=str(data_path), holdout_digest=parts.holdout_digest,
         params={**{f"train.{k}": v for k, v in training.get("hyperparameters", {}).items()}, **extra},
-        metrics=metrics, gate=evaluation["gate"], training=training,
+        # The full gate report (slices, fairness, bootstrap) feeds the model card.
+        metrics=metrics, gate={**evaluation.get("report", {}), **evaluation["gate"]}, training=training,
         candidate_key=frame_digest(data) + ":" + str(training.get("hyperparameters")),
         artifacts={"gate": inputs[1]},
+        image_digest=extra.get("image_digest"),
     )
     registered = register(candidate, tracking_uri=uri, artifact_location=None)
-    if extra.get("image_digest"):
-        from mlflow import MlflowClient
-
-        MlflowClient(tracking_uri=uri, registry_uri=uri).set_model_version_tag(
-            name, registered.version, "image_digest", extra["image_digest"])
     (out / "registration.json").write_text(json.dumps(asdict(registered), indent=2))
     print(f"registered v{registered.version}; {'promoted to champion' if registered.promoted else 'gate refused: not promoted'}")
     return int(ExitCode.OK if registered.promoted else ExitCode.GATE_REFUSED)

@@ -83,6 +83,8 @@ def test_register_promotes_into_the_tracking_uri(chain: Path, tmp_path: Path) ->
     version = client.get_model_version_by_alias("adult-income", "champion")
     assert version.tags["git_commit"] == "0123abc"
     assert version.tags["image_digest"] == "sha256:" + "0" * 64
+    # The SageMaker path writes the same card from the full gate report, in the create call.
+    assert "commit `0123abc`" in version.description and "## Slices" in version.description
     assert json.loads((tmp_path / "registered/registration.json").read_text())["promoted"] is True
 
 
