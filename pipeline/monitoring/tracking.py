@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Final
 
+from pipeline.mlflow_ui import classic_experiment
 from pipeline.monitoring.analysis import MonitorResult
 
 EXPERIMENT: Final = "monitoring"
@@ -39,12 +40,7 @@ def log_monitor_run(result: MonitorResult, report_dir: Path, tracking_uri: str) 
     from mlflow.entities import Metric, Param
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(EXPERIMENT, artifact_location=_artifact_location(tracking_uri))
-    )
+    experiment_id = classic_experiment(client, EXPERIMENT, _artifact_location(tracking_uri))
     tags = {
         "model_name": result.model_name,
         "model_version": result.model_version,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.mlflow_ui import classic_experiment
 from pipeline.model_card import model_card
 from pipeline.registry import CHALLENGER, CHAMPION, GATE_CHAMPION_TAG, PENDING, REPLACED_TAG, SMOKE_TAG
 from pipeline.schema import FEATURES, LABEL, NULLABLE_FEATURES, NUMERIC_FEATURES, REPO_ROOT
@@ -152,12 +153,7 @@ def _register(candidate: Candidate, *, tracking_uri: str, artifact_location: str
     from pipeline.steps.evaluate import predict_proba
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    experiment = client.get_experiment_by_name(candidate.model_name)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(candidate.model_name, artifact_location=artifact_location)
-    )
+    experiment_id = classic_experiment(client, candidate.model_name, artifact_location)
     passed = bool(candidate.gate["passed"])
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"candidate-{candidate.candidate_key[:12]}") as run:
         mlflow.log_params({k: str(v)[:500] for k, v in candidate.params.items()})
