@@ -65,8 +65,13 @@ def test_first_model_is_promoted_with_complete_lineage(champion_store) -> None:
     assert f"{run.data.metrics['holdout_roc_auc']:.4f}" in card and "## Slices" in card and "## Fairness" in card
     contexts = {t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}
     assert {"training", "validation", "holdout"} <= contexts
+    from pipeline.plots import GATE_PLOT_FILES
+
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert {"plots/roc_curve.png", "plots/confusion_matrix.png", "plots/slice_metrics.png"} <= artifacts
+    # The first model has no champion, so no bootstrap picture (docs/pipeline.md, "Pictures").
+    assert artifacts == {f"plots/{name}" for name in GATE_PLOT_FILES} - {"plots/bootstrap_auc_difference.png"}
+    logged = Path(run.info.artifact_uri.removeprefix("file://")) / "plots"
+    assert all((logged / Path(a).name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for a in artifacts)
     baseline = Path(version.tags["baseline_uri"].removeprefix("file://"))
     frame = pd.read_parquet(baseline)
     assert {"label", "prediction", "age"} <= set(frame.columns) and frame["prediction"].between(0, 1).all()
@@ -113,6 +118,8 @@ def test_worse_challenger_is_refused(champion_store) -> None:
     result = run_pipeline(replace(config, hyperparameters=weak, gate=GateThresholds(min_roc_auc=0.6)), progress=QUIET)
     _refused(result, store, before)
     assert any(r.startswith("paired bootstrap:") for r in result.reasons), result.reasons
+    run_id = _client(store).get_model_version("adult-income", result.model_version).run_id
+    assert "plots/bootstrap_auc_difference.png" in {a.path for a in _client(store).list_artifacts(run_id, "plots")}
 
 
 def test_slice_regression_is_refused(champion_store, adult_sample: pd.DataFrame, tmp_path: Path) -> None:

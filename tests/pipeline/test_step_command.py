@@ -85,6 +85,7 @@ def test_register_promotes_into_the_tracking_uri(chain: Path, tmp_path: Path) ->
     assert version.tags["image_digest"] == "sha256:" + "0" * 64
     # The SageMaker path writes the same card from the full gate report, in the create call.
     assert "commit `0123abc`" in version.description and "## Slices" in version.description
+    assert "plots/roc_curve.png" in {a.path for a in client.list_artifacts(version.run_id, "plots")}
     assert json.loads((tmp_path / "registered/registration.json").read_text())["promoted"] is True
 
 
