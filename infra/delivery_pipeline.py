@@ -56,7 +56,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("BuildImages", "buildspecs/build_images.yml", privileged=True, outputs=("images",),
           env=("ECR_REGISTRY", "TRAINING_REPOSITORY", "SERVING_REPOSITORY",
                "DELIVERY_SNS_TOPIC_ARN")),
-    Stage("Train", "buildspecs/train.yml", in_vpc=True, inputs=("source", "images"),
+    # Train writes "release" (release.json: the candidate version, the champion it was
+    # gated against, the serving image): every later stage acts on exactly that version.
+    Stage("Train", "buildspecs/train.yml", in_vpc=True, inputs=("source", "images"), outputs=("release",),
           env=("SAGEMAKER_PIPELINE_NAME", "PIPELINE_ARTIFACTS_PREFIX", "PIPELINE_DATA_URI", "DELIVERY_SNS_TOPIC_ARN",
                *MLFLOW_ENV), timeout_minutes=480),
     # Deploy writes "deployment" (deployment.json: what it replaced) so that a failed
@@ -64,16 +66,18 @@ STAGES: tuple[Stage, ...] = (
     # KUBECTL_VERSION: the kubectl the buildspec installs, of the cluster's own minor
     # (the CodeBuild image's kubectl is outside the supported version skew).
     Stage("Deploy", "buildspecs/deploy.yml", in_vpc=True, cluster_access=True,
-          inputs=("source", "images"), outputs=("deployment",),
+          inputs=("source", "images", "release"), outputs=("deployment",),
           env=("EKS_CLUSTER_NAME", "KUBECTL_VERSION", "SERVING_NAMESPACE", "ROLLOUT_NAME",
                "SERVING_ALARMS", "DELIVERY_SNS_TOPIC_ARN", *MLFLOW_ENV), timeout_minutes=90),
     Stage("SmokeTest", "buildspecs/smoke_test.yml", in_vpc=True, cluster_access=True,
-          inputs=("source", "deployment"),
+          inputs=("source", "deployment", "release"),
           env=("SERVING_URL", "EKS_CLUSTER_NAME", "KUBECTL_VERSION", "DELIVERY_SNS_TOPIC_ARN",
                *MLFLOW_ENV),
           timeout_minutes=30),
 )
 """The stages and the environment each buildspec reads (see each buildspec's header)."""
+TRAIN_VARIABLES = "TrainVariables"
+"""Namespace of the Train action's exported variables (buildspecs/train.yml)."""
 SECRET_ENV = frozenset({"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"})
 
 
@@ -335,6 +339,9 @@ class DeliveryPipeline(pulumi.ComponentResource):
                 "configuration": configuration}
             if stage.outputs:
                 action["output_artifacts"] = list(stage.outputs)
+            if stage.name == "Train":
+                # Its exported RELEASE_VERSION names the version in the approval request.
+                action["namespace"] = TRAIN_VARIABLES
             return action
 
         stages: list[dict[str, Any]] = [{"name": "Source", "actions": [{
@@ -352,7 +359,9 @@ class DeliveryPipeline(pulumi.ComponentResource):
                     "name": "Approve", "category": "Approval", "owner": "AWS",
                     "provider": "Manual", "version": "1",
                     "configuration": {"CustomData":
-                        "Read the gate report in the Train stage log before approving."}}]})
+                        f"Approve {args.model_name} version #{{{TRAIN_VARIABLES}.RELEASE_VERSION}} for a canary: read its gate "
+                        "report in the Train stage log first. Approving releases exactly that version; champion moves only "
+                        "after its canary and smoke test pass."}}]})
             else:
                 stages.append({"name": stage_name, "actions": [build_action(by_name[stage_name])]})
 

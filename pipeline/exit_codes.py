@@ -23,6 +23,9 @@ class ExitCode(IntEnum):
     INVALID_DATA = 4
     """The data failed validation; nothing was trained or registered."""
     DEPLOY_FAILED = 5
-    """Deploy or smoke test failed; the champion alias was rolled back."""
+    """Deploy, canary or smoke test failed; what serves and ``champion`` are as before."""
     DRIFT_DETECTED = 6
     """The monitor found drift or a performance drop (an alarm, not a crash)."""
+    RELEASE_CONFLICT = 7
+    """Another release holds the release lease, or ``champion`` moved since this candidate
+    was gated; nothing was changed (re-run the pipeline to gate against the new champion)."""

@@ -37,7 +37,11 @@ def _decision(candidate: Candidate, max_reasons: int | None = None) -> list[str]
         else "with no champion to compare against (first model: the floor and the fairness bounds apply)"
     )
     if passed:
-        lines = [f"**Gate: passed** {against}; this version was promoted to `champion`."]
+        if candidate.release_alias == "champion":
+            lines = [f"**Gate: passed** {against}; this version was promoted to `champion`."]
+        else:
+            lines = [f"**Gate: passed** {against}; this version became the release `{candidate.release_alias}`: "
+                     "`champion` moves to it only after approval, canary and smoke test."]
         if candidate.deploy_follows:
             lines.append("A local deploy and smoke test follow; the tag `deploy_smoke_test` records their verdict "
                          "(`failed`: the alias went back to the version this one replaced).")

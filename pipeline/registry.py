@@ -19,6 +19,8 @@ from urllib.parse import unquote, urlparse
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+CANDIDATE = "candidate"
+"""The delivery path's release alias: passed the gate, not yet canaried or promoted."""
 LOCK_TIMEOUT_S = 1800.0
 
 SMOKE_TAG = "deploy_smoke_test"

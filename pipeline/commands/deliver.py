@@ -25,6 +25,12 @@ from pipeline.exit_codes import ExitCode
 from pipeline.schema import DEFAULT_MODEL_NAME
 
 
+
+def _model_name_default() -> str:
+    """Every CodeBuild project of the DeliveryPipeline sets MODEL_NAME (infra/delivery_pipeline.py)."""
+    return os.environ.get("MODEL_NAME") or DEFAULT_MODEL_NAME
+
+
 def add_parser(subparsers: Any) -> None:
     """Register ``deliver`` and its stage subcommands."""
     parser = subparsers.add_parser("deliver", help="run one delivery stage (as CodeBuild does) or rehearse them all locally", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,12 +67,16 @@ def add_parser(subparsers: Any) -> None:
     train.add_argument("--tracking-uri", default=None, help="(--local) the MLflow server the jobs use instead of the in-cluster one; credentials from MLFLOW_TRACKING_USERNAME/PASSWORD go into the definition's secret")
     train.add_argument("--data", type=Path, default=None, help="(--local) dataset file to push to the pipeline's InputDataUri first")
     train.add_argument("--workdir", type=Path, default=Path("build/local-execution"), help="(--local) where job inputs, outputs and logs are staged")
+    train.add_argument("--model-name", default=_model_name_default(), help="registered model (default: $MODEL_NAME, set on every CodeBuild project)")
+    train.add_argument("--release-out", type=Path, default=Path("release.json"), help="where to write the release (version, the champion it was gated against, image) that every later stage acts on")
     train.set_defaults(func=train_command)
 
-    deploy = stages.add_parser("deploy", help="canary the champion (only when the alias moved); roll back on a failed analysis")
+    deploy = stages.add_parser("deploy", help="canary the release's candidate on the Rollout; abort and restore on any fault (champion does not move)")
     common(deploy)
+    deploy.add_argument("--release", type=Path, default=None, help="release.json from the train stage: the version to canary (required on the cluster)")
+    deploy.add_argument("--lease-wait-s", type=float, default=1800.0, help="how long to wait for another release of the model to finish before refusing (exit 7)")
     deploy.add_argument("--tracking-uri", default=None, help="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI, else the local store)")
-    deploy.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    deploy.add_argument("--model-name", default=_model_name_default(), help="registered model (default: $MODEL_NAME, set on every CodeBuild project)")
     deploy.add_argument("--rollout", default=os.environ.get("ROLLOUT_NAME", "model-server"))
     deploy.add_argument("--namespace", default=os.environ.get("SERVING_NAMESPACE", "serving"))
     deploy.add_argument("--container", default="server")
@@ -79,15 +89,17 @@ def add_parser(subparsers: Any) -> None:
     deploy.add_argument("--local", action="store_true", help="canary on 127.0.0.1 beside the locally served champion instead of the cluster")
     deploy.add_argument("--replay-data", type=Path, default=None, help="(--local) CSV/Parquet to replay (default: the dataset)")
     deploy.add_argument("--record", type=Path, default=Path("deployment.json"), help="where to write what the deploy replaced (the SmokeTest stage's input)")
+    deploy.add_argument("--kubectl-timeout-s", type=float, default=60.0, help="per kubectl call (a time-out is retried with backoff)")
     deploy.set_defaults(func=deploy_command)
 
-    smoke = stages.add_parser("smoke-test", help="smoke-test the serving endpoint; roll back the alias (and rollout) on failure")
+    smoke = stages.add_parser("smoke-test", help="smoke-test the canaried version; promote it to champion (compare-and-set) or restore the rollout")
     common(smoke)
+    smoke.add_argument("--release", type=Path, default=None, help="release.json from the train stage (with --deployment-record: the cluster path)")
     smoke.add_argument("--url", required=True, help="base URL of the model server")
     smoke.add_argument("--tracking-uri", default=None)
-    smoke.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
-    smoke.add_argument("--previous-version", default=None, help="without --deployment-record: version to move the champion alias back to on failure")
-    smoke.add_argument("--deployment-record", type=Path, default=None, help="deployment.json from the deploy stage: on failure the Rollout, then the alias, go back to what it replaced")
+    smoke.add_argument("--model-name", default=_model_name_default(), help="registered model (default: $MODEL_NAME, set on every CodeBuild project)")
+    smoke.add_argument("--previous-version", default=None, help="without --release: version to move the champion alias back to on failure (the laptop loop's deploy)")
+    smoke.add_argument("--deployment-record", type=Path, default=None, help="deployment.json from the deploy stage: on failure the Rollout goes back to what it replaced")
     smoke.add_argument("--restore-timeout-s", type=float, default=600.0, help="how long to wait for the restored Rollout to be healthy")
     smoke.add_argument("--poll-s", type=float, default=10.0)
     smoke.set_defaults(func=smoke_command)
@@ -103,7 +115,7 @@ def add_parser(subparsers: Any) -> None:
     common(rehearse)
     rehearse.add_argument("--data", type=Path, default=None, help="training data (default: the dataset)")
     rehearse.add_argument("--tracking-uri", default=None)
-    rehearse.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    rehearse.add_argument("--model-name", default=_model_name_default(), help="registered model (default: $MODEL_NAME, set on every CodeBuild project)")
     rehearse.add_argument("--store", type=Path, default=None, help="local store folder (default: MLOPS_HOME or .mlops/)")
     rehearse.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="training hyperparameter")
     rehearse.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE", help="gate threshold")
@@ -159,7 +171,14 @@ def _train_locally(args: argparse.Namespace) -> int:
     for step in execution.steps:
         print(f"  {step.name:<16} {step.type:<10} {step.status:<9} {step.seconds:6.1f} s")
     if execution.succeeded:
-        return _finish(args, "train", ExitCode.OK, f"local execution {execution.execution_id} Succeeded")
+        from pipeline.sagemaker_compiler import STEP_REGISTER
+
+        registration = args.workdir / execution.execution_id / STEP_REGISTER / "output" / "registered" / "registration.json"
+        try:
+            written = _write_release(args, f"local-execution/{execution.execution_id}", registration.read_text(), str(registration), args.tracking_uri)
+        except (OSError, ValueError) as exc:
+            return _finish(args, "train", ExitCode.ERROR, f"local execution {execution.execution_id} Succeeded but its release cannot be written: {exc}")
+        return _finish(args, "train", ExitCode.OK, f"local execution {execution.execution_id} Succeeded; {written}")
     if local_train.is_gate_refusal(execution):
         return _finish(args, "train", ExitCode.GATE_REFUSED, execution.failure_reason)
     return _finish(args, "train", ExitCode.ERROR, f"{execution.failed_step}: {execution.failure_reason}")
@@ -169,11 +188,16 @@ def _train_locally(args: argparse.Namespace) -> int:
 
 
 def _notify(args: argparse.Namespace, stage: str, ok: bool, detail: str) -> None:
+    """Publish the outcome; a notification that cannot be sent is reported, never the
+    stage's verdict (a release that succeeded must not fail on a full SNS quota)."""
     if not args.sns_topic:
         return
     from pipeline.delivery.notify import notify_stage
 
-    notify_stage(args.sns_topic, stage, ok, detail[:4000], stack=args.stack, endpoint_url=args.endpoint_url)
+    try:
+        notify_stage(args.sns_topic, stage, ok, detail[:4000], stack=args.stack, endpoint_url=args.endpoint_url)
+    except Exception as exc:  # noqa: BLE001 - the stage's outcome stands either way
+        print(f"{stage}: warning: the outcome could not be published to {args.sns_topic}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _finish(args: argparse.Namespace, stage: str, code: ExitCode, detail: str) -> int:
@@ -287,11 +311,37 @@ def train_command(args: argparse.Namespace) -> int:
     text = report()
     if text:
         print(text)
-    return _finish(args, "train", ExitCode.OK, f"{arn} {result.status} in {result.waited_s:.0f} s")
+    if not args.artifacts_prefix:
+        return _finish(args, "train", ExitCode.ERROR, f"{arn} {result.status}, but without --artifacts-prefix its registration (and so release.json) cannot be read")
+    from pipeline.delivery.aws import make_client
+    from pipeline.delivery.release import registration_uri
+
+    uri = registration_uri(args.artifacts_prefix, arn)
+    try:
+        bucket, key = uri[5:].split("/", 1)
+        body = make_client("s3", endpoint_url=args.endpoint_url).get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        written = _write_release(args, arn, body, uri, None, images)
+    except Exception as exc:  # noqa: BLE001 - any failure to name the release fails the stage, named
+        return _finish(args, "train", ExitCode.ERROR, f"{arn} {result.status}, but its release cannot be written: {type(exc).__name__}: {exc}")
+    return _finish(args, "train", ExitCode.OK, f"{arn} {result.status} in {result.waited_s:.0f} s; {written}")
+
+
+def _write_release(args: argparse.Namespace, release_id: str, registration: str, source: str, tracking_uri: str | None,
+                   images: dict[str, str] | None = None) -> str:
+    """Write ``--release-out`` from the register step's ``registration.json``: the
+    version, the champion it was gated against, the serving image. Says what it wrote."""
+    from pipeline.delivery.release import registered_version, release_from_registry
+
+    version = registered_version(registration, source)
+    release = release_from_registry(_tracking_uri(tracking_uri), args.model_name, version, release_id=release_id,
+                                    git_commit=args.git_commit, image=(images or {}).get("serving"))
+    release.write(args.release_out)
+    return (f"candidate {release.model_name} v{release.version} (gated against v{release.base_champion or 'nothing'}) "
+            f"written to {args.release_out}")
 
 
 def deploy_command(args: argparse.Namespace) -> int:
-    """Canary the champion on the cluster (or locally); nothing when the alias did not move."""
+    """Canary the release's candidate on the cluster (or the champion locally)."""
     from pipeline.delivery.canary import canary_config_from_stack
     from pipeline.delivery.errors import StageFailed
 
@@ -299,26 +349,42 @@ def deploy_command(args: argparse.Namespace) -> int:
     if args.local:
         return _deploy_local(args, tracking_uri)
     from pipeline.delivery.alarms import alarm_states, firing
-    from pipeline.delivery.deploy_cluster import deploy_champion_to_cluster
-    from pipeline.delivery.rollout import RolloutTarget
+    from pipeline.delivery.deploy_cluster import Cluster, deploy_release
+    from pipeline.delivery.release import ReleaseFileError, read_release
+    from pipeline.delivery.rollout import RolloutTarget, kubectl
 
+    if args.release is None:
+        return _finish(args, "deploy", ExitCode.USAGE, "--release (the train stage's release.json) is required: the deploy acts on exactly that version; nothing deployed")
+    try:
+        release = read_release(args.release)
+    except ReleaseFileError as exc:
+        return _finish(args, "deploy", ExitCode.USAGE, f"{exc}; nothing deployed")
+    if release.model_name != args.model_name:
+        return _finish(args, "deploy", ExitCode.USAGE, f"the release is for {release.model_name!r}, not --model-name {args.model_name!r}; nothing deployed")
     config = canary_config_from_stack(args.stack)
     timeout = args.timeout_s or 3 * config.bake_s + 600
 
     def check_alarms() -> list[str]:
         return [a.name for a in firing(alarm_states(args.alarm, endpoint_url=args.endpoint_url))]
 
+    def run(argv: list[str], **kwargs: object) -> str:
+        return kubectl(argv, timeout_s=args.kubectl_timeout_s)
+
+    image = args.image or _read_images(args.images).get("serving")
+    if image and release.image and image != release.image:
+        return _finish(args, "deploy", ExitCode.USAGE, f"--image/--images {image} disagrees with the release's image {release.image}; nothing deployed")
+    if image and not release.image:
+        from dataclasses import replace
+
+        release = replace(release, image=image)
+    cluster = Cluster(RolloutTarget(name=args.rollout, namespace=args.namespace, container=args.container, template_kind=args.template_kind),
+                      run=run, poll_s=args.poll_s, log=lambda line: print(line, flush=True))
     try:
-        result = deploy_champion_to_cluster(
-            tracking_uri=tracking_uri, model_name=args.model_name,
-            target=RolloutTarget(name=args.rollout, namespace=args.namespace, container=args.container, template_kind=args.template_kind),
-            timeout_s=timeout, poll_s=args.poll_s, image=args.image or _read_images(args.images).get("serving"),
-            check_alarms=check_alarms if args.alarm else None,
-        )
+        result = deploy_release(release, tracking_uri=tracking_uri, cluster=cluster, timeout_s=timeout,
+                                check_alarms=check_alarms if args.alarm else None, lease_wait_s=args.lease_wait_s)
     except StageFailed as failed:
         return _finish(args, "deploy", failed.exit_code, failed.reason)
-    if result.record is not None:
-        result.record.write(args.record)
+    result.record.write(args.record)
     return _finish(args, "deploy", ExitCode.OK, f"{result.action}: {result.message}; record in {args.record}")
 
 
@@ -355,53 +421,48 @@ def _deploy_local(args: argparse.Namespace, tracking_uri: str) -> int:
 
 
 def smoke_command(args: argparse.Namespace) -> int:
-    """Smoke-test ``--url``; on failure restore the Rollout, then the alias, and exit 5.
+    """Smoke-test ``--url``; on the cluster path promote the release or restore the Rollout.
 
-    With ``--deployment-record`` (the CodePipeline path) the record is validated before
-    the smoke test runs, so a missing or malformed one refuses (exit 2) with nothing
-    touched. On failure the Rollout is patched back to the recorded previous version and
-    image, then the alias moves back; each step is printed. Exit 5 when both are back,
-    1 when the workload could not be restored (a person must look). Without a record,
-    only the alias moves (``--previous-version``), as before.
+    With ``--release`` and ``--deployment-record`` (the CodePipeline path) both files
+    are validated before anything runs (exit 2, nothing touched). A passing smoke test
+    moves ``champion`` to the release's version by compare-and-set (exit 7 if another
+    release moved it: the Rollout is restored). A failing one restores the Rollout to the
+    recorded container; ``champion`` never moved (exit 5; 1 when the Rollout could not
+    be restored: a person must look). Without them (the laptop loop's deploy, where
+    ``champion`` moved first), a failure moves the alias back to ``--previous-version``.
     """
     from pipeline.delivery import registry
-    from pipeline.delivery.deploy_record import DeploymentRecordError, read_record
     from pipeline.delivery.rehearsal import default_smoke_test
 
-    record = None
-    if args.deployment_record is not None:
-        try:
-            record = read_record(args.deployment_record)
-        except DeploymentRecordError as exc:
-            return _finish(args, "smoke-test", ExitCode.USAGE, f"{exc}; nothing was smoke-tested or restored")
-        problems = []
-        if record.model_name != args.model_name:
-            problems.append(f"the record is for {record.model_name!r}, not --model-name {args.model_name!r}")
-        if args.previous_version and record.previous and args.previous_version != record.previous.model_version:
-            problems.append(f"--previous-version {args.previous_version} disagrees with the record's v{record.previous.model_version}")
-        if problems:
-            return _finish(args, "smoke-test", ExitCode.USAGE, "; ".join(problems) + "; nothing was smoke-tested or restored")
     tracking_uri = _tracking_uri(args.tracking_uri)
     check = default_smoke_test(tracking_uri, args.model_name)
-    champion = registry.current_champion(tracking_uri, args.model_name)
-    result = check(args.url, champion.version if champion else "")
-    if getattr(result, "passed", False):
-        return _finish(args, "smoke-test", ExitCode.OK, str(result))
-    if record is None:
+    if args.release is None and args.deployment_record is None:
+        champion = registry.current_champion(tracking_uri, args.model_name)
+        result = check(args.url, champion.version if champion else "")
+        if getattr(result, "passed", False):
+            return _finish(args, "smoke-test", ExitCode.OK, str(result))
         action = registry.restore_champion(tracking_uri, args.model_name, args.previous_version) if args.previous_version else "alias left as is (no --previous-version)"
         return _finish(args, "smoke-test", ExitCode.DEPLOY_FAILED, f"{result}; {action}")
-    from pipeline.delivery.deploy_cluster import restore_after_failed_smoke_test
+    from pipeline.delivery.deploy_cluster import Cluster, finish_release
+    from pipeline.delivery.deploy_record import DeploymentRecordError, read_record
     from pipeline.delivery.errors import StageFailed
+    from pipeline.delivery.release import ReleaseFileError, read_release
 
-    print(f"smoke-test: FAILED: {result}; restoring", file=sys.stderr, flush=True)
+    if args.release is None or args.deployment_record is None:
+        return _finish(args, "smoke-test", ExitCode.USAGE, "--release and --deployment-record go together (the cluster path); nothing was smoke-tested or restored")
     try:
-        restored, steps = restore_after_failed_smoke_test(record, tracking_uri=tracking_uri, timeout_s=args.restore_timeout_s, poll_s=args.poll_s)
+        release, record = read_release(args.release), read_record(args.deployment_record)
+    except (ReleaseFileError, DeploymentRecordError) as exc:
+        return _finish(args, "smoke-test", ExitCode.USAGE, f"{exc}; nothing was smoke-tested or restored")
+    if release.model_name != args.model_name:
+        return _finish(args, "smoke-test", ExitCode.USAGE, f"the release is for {release.model_name!r}, not --model-name {args.model_name!r}; nothing was smoke-tested or restored")
+    cluster = Cluster(record.target, poll_s=args.poll_s, log=lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        promoted = finish_release(release, record, tracking_uri=tracking_uri, url=args.url, smoke_check=check, cluster=cluster,
+                                  restore_timeout_s=args.restore_timeout_s)
     except StageFailed as failed:
-        return _finish(args, "smoke-test", ExitCode.ERROR, f"{result}; {failed.reason}")
-    for step in steps:
-        print(f"  restore {step}", file=sys.stderr, flush=True)
-    code = ExitCode.DEPLOY_FAILED if restored else ExitCode.ERROR
-    return _finish(args, "smoke-test", code, f"{result}; " + "; ".join(steps))
+        return _finish(args, "smoke-test", failed.exit_code, failed.reason)
+    return _finish(args, "smoke-test", ExitCode.OK, promoted)
 
 
 def rehearse_command(args: argparse.Namespace) -> int:

@@ -240,6 +240,7 @@ def run_register(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
     training = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     metrics = {f"holdout_{k}": float(v) for k, v in evaluation["metrics"].items()}
     extra = {k: v for k, v in params.items() if k in ("git_commit", "image_digest")}
+    from pipeline.registry import CANDIDATE
     candidate = Candidate(
         model=joblib.load(model_path), model_name=name, train=parts.train, validation=parts.validation,
         holdout=parts.holdout, data_digest=frame_digest(data), data_source=describe_source(data_path),
@@ -249,11 +250,14 @@ def run_register(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
         metrics=metrics, gate={**evaluation.get("report", {}), **evaluation["gate"]}, training=training,
         candidate_key=frame_digest(data) + ":" + str(training.get("hyperparameters")),
         artifacts={"gate": inputs[1], **({"plots": inputs[1] / "plots"} if (inputs[1] / "plots").is_dir() else {})},
-        image_digest=extra.get("image_digest"),
+        champion_version=evaluation.get("report", {}).get("champion", {}).get("version") if evaluation.get("report", {}).get("champion") else None,
+        # The delivery path: champion moves only at the end of the release (SmokeTest).
+        release_alias=CANDIDATE,
+        extra_tags={"image_digest": extra["image_digest"]} if extra.get("image_digest") else {},
     )
     registered = register(candidate, tracking_uri=uri, artifact_location=None)
     (out / "registration.json").write_text(json.dumps(asdict(registered), indent=2))
-    print(f"registered v{registered.version}; {'promoted to champion' if registered.promoted else 'gate refused: not promoted'}")
+    print(f"registered v{registered.version}; {'candidate for release' if registered.promoted else 'gate refused: not a candidate'}")
     return int(ExitCode.OK if registered.promoted else ExitCode.GATE_REFUSED)
 
 

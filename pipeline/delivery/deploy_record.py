@@ -1,12 +1,14 @@
 """What a cluster deploy replaced, written by ``deliver deploy`` for ``deliver smoke-test``.
 
-The SmokeTest stage runs after the canary was promoted, in another CodeBuild job: by
+The SmokeTest stage runs after Argo promoted the canary, in another CodeBuild job: by
 then the Rollout serves the new model and nothing on the cluster says what served
-before. If the smoke test fails, the workload must go back, not only the registry
-alias, so the Deploy stage writes this small JSON file as a pipeline artifact
-(``deployment`` -> ``deployment.json``) and the SmokeTest stage reads it. The reader
-validates everything before anything is touched: a missing or malformed record is a
-refusal with a clear message, never a half-restored release.
+before. If the smoke test fails (or ``champion`` moved meanwhile), the workload must go
+back, so the Deploy stage writes this small JSON file as a pipeline artifact
+(``deployment`` -> ``deployment.json``) and the SmokeTest stage reads it. It holds the
+served container exactly as it was (``previous_container``): restoring that makes the
+pod template hash as before, which Argo recognises (see ``pipeline.delivery.rollout``).
+The reader validates everything before anything is touched: a missing or malformed
+record is a refusal with a clear message, never a half-restored release.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any, Final
 
 from pipeline.delivery.rollout import RolloutTarget, Serving
 
-SCHEMA: Final = 1
-ACTIONS: Final = ("promoted", "nothing-to-do")
+SCHEMA: Final = 2
+ACTIONS: Final = ("canaried", "already-serving")
 _DIGEST_IMAGE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 _VERSION = re.compile(r"^\d+$")
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -34,8 +36,9 @@ class DeploymentRecordError(ValueError):
 class DeploymentRecord:
     """One deploy: which Rollout, what it now serves, and what it served before.
 
-    ``previous`` is None when the deploy changed nothing (``nothing-to-do``): a failing
-    smoke test then has no workload to restore.
+    ``previous`` and ``previous_container`` are None when the deploy changed nothing
+    (``already-serving``): a failing smoke test then has no workload to restore.
+    ``release_id`` ties the record to its release (``pipeline.delivery.release``).
     """
 
     action: str
@@ -43,6 +46,8 @@ class DeploymentRecord:
     target: RolloutTarget
     deployed: Serving
     previous: Serving | None
+    release_id: str = ""
+    previous_container: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         """The artifact's text (schema 1)."""
@@ -50,6 +55,7 @@ class DeploymentRecord:
             "schema": SCHEMA, "action": self.action, "model_name": self.model_name,
             "rollout": asdict(self.target), "deployed": asdict(self.deployed),
             "previous": asdict(self.previous) if self.previous else None,
+            "release_id": self.release_id, "previous_container": self.previous_container,
         }, indent=2, sort_keys=True) + "\n"
 
     def write(self, path: Path) -> Path:
@@ -106,14 +112,22 @@ def parse_record(text: str, source: str = "deployment record") -> DeploymentReco
         except (TypeError, ValueError) as exc:
             problems.append(f"rollout: {exc}")
     deployed = _serving(data.get("deployed"), "deployed", problems)
-    previous = None
-    if action == "promoted":
+    release_id = str(data.get("release_id") or "")
+    if not release_id:
+        problems.append("release_id is missing")
+    previous, container = None, data.get("previous_container")
+    if action == "canaried":
         previous = _serving(data.get("previous"), "previous", problems)
-    elif data.get("previous") is not None:
-        problems.append("previous must be null when the deploy changed nothing")
+        if not isinstance(container, dict) or not container.get("name"):
+            problems.append("previous_container must be the container object the deploy replaced")
+        elif target is not None and container.get("name") != target.container:
+            problems.append(f"previous_container is {container.get('name')!r}, not the rollout's container {target.container!r}")
+    elif data.get("previous") is not None or container is not None:
+        problems.append("previous and previous_container must be null when the deploy changed nothing")
     if problems or target is None or deployed is None:
         raise DeploymentRecordError(f"{source} refused: " + "; ".join(problems))
-    return DeploymentRecord(str(action), model_name, target, deployed, previous)
+    return DeploymentRecord(str(action), model_name, target, deployed, previous, release_id,
+                            container if isinstance(container, dict) else None)
 
 
 def read_record(path: Path) -> DeploymentRecord:

@@ -1,19 +1,28 @@
-"""The cluster's canary: point the Argo Rollout at the new champion and watch it.
+"""The cluster's canary: point the Argo Rollout at a release's version and watch it.
 
 The ModelService component (infra/model_service.py) runs the server as an Argo Rollouts
 ``Rollout`` that adopts the pod template of a Deployment of the same name through
 ``workloadRef``; its canary steps (first weight, bake pause, analysis) and
 ``AnalysisTemplate`` live on the cluster, and Argo does the traffic split and aborts on
-a failed analysis. This driver does the parts that belong to delivery: it reads what is
-serving (the container's pinned ``MODEL_URI``, or, before the first automated deploy
-when the pods follow ``MODEL_ALIAS=champion``, the stable Service's ``/version``
-through the API server's service proxy) and the image; points the template at the new
-champion (a pinned ``models:/NAME/VERSION`` and the image digest) with one JSON patch;
-polls the Rollout until it is Healthy on the new pod hash or aborted; and on abort
-patches the template back, pinned to what was serving, so the workload and the
-registry alias end where they began.
+a failed analysis. This module holds the kubectl calls and the reading of the
+Rollout's status; ``pipeline.delivery.deploy_cluster`` sequences them into a release.
+
+What the driver must respect about the real controller (argo-rollouts,
+``rollout/canary.go`` and ``rollout/sync.go``), because a test double that settles at
+once hides all of it:
+- a template change is observed on a later reconcile: until then ``status`` still
+  describes the previous revision (``currentPodHash``; with ``workloadRef`` the
+  Rollout's own generation does not even change), so a verdict is read only once
+  ``currentPodHash`` has moved;
+- observing a new template resets the status (``resetRolloutStatus``): ``abort`` and
+  ``promoteFull`` are cleared and the steps start again, so ``promoteFull`` patched
+  before the controller observed the template is lost, and a full canary runs;
+- a template equal to the stable ReplicaSet's skips every step ("Rollback to stable
+  ReplicaSets"): restoring the exact previous container after an aborted canary is an
+  instant rollback, while restoring it after a promotion is a new revision that must be
+  promoted in full once observed.
 kubectl is a subprocess (``kubectl`` on PATH, or ``$KUBECTL``), so the same calls run
-from CodeBuild and from a laptop, and tests put a recording fake kubectl on PATH.
+from CodeBuild and from a laptop.
 """
 
 from __future__ import annotations
@@ -80,6 +89,9 @@ def kubectl(args: Sequence[str], *, stdin: str | None = None, timeout_s: float =
         done = subprocess.run([binary, *args], input=stdin, capture_output=True, text=True, timeout=timeout_s, check=False)
     except FileNotFoundError as exc:
         raise KubectlError(f"{binary} not found on PATH: install kubectl and configure access to the cluster") from exc
+    except subprocess.TimeoutExpired as exc:
+        # Transient by its message (pipeline.delivery.retry): retried, never a verdict.
+        raise KubectlError(f"kubectl {' '.join(args[:3])} timed out after {timeout_s:.0f} s") from exc
     if done.returncode != 0:
         raise KubectlError(f"kubectl {' '.join(args[:3])} failed ({done.returncode}): {done.stderr.strip()}")
     return done.stdout
@@ -183,6 +195,70 @@ def pod_hash(target: RolloutTarget, run: Callable[..., str] = kubectl) -> str | 
     return (get_rollout(target, run).get("status", {}) or {}).get("currentPodHash")
 
 
+def container_of(owner: dict[str, Any], target: RolloutTarget) -> dict[str, Any]:
+    """A copy of the served container as the template holds it (the exact restore point)."""
+    return json.loads(json.dumps(_container(owner, target)[1]))
+
+
+def restore_patch_for(owner: dict[str, Any], target: RolloutTarget, container: dict[str, Any]) -> list[dict[str, Any]]:
+    """The JSON patch that puts ``container`` back exactly as it was recorded.
+
+    The whole container is replaced, not only image and env: the pod template then
+    hashes as it did before the deploy, which Argo recognises as its stable (or an
+    older) ReplicaSet. Guarded by a ``test`` op on the name; applying it twice is a no-op.
+    """
+    if container.get("name") != target.container:
+        raise ValueError(f"recorded container is {container.get('name')!r}, not {target.container!r}")
+    index, _ = _container(owner, target)
+    base = f"/spec/template/spec/containers/{index}"
+    return [{"op": "test", "path": f"{base}/name", "value": target.container}, {"op": "replace", "path": base, "value": container}]
+
+
+def restore_container(target: RolloutTarget, container: dict[str, Any], run: Callable[..., str] = kubectl) -> bool:
+    """Patch the template's container back to ``container``; False when it already is."""
+    owner = get_template_owner(target, run)
+    if _container(owner, target)[1] == container:
+        return False
+    ops = restore_patch_for(owner, target, container)
+    run(["-n", target.namespace, "patch", target.template_kind, target.name, "--type", "json", "-p", json.dumps(ops)])
+    return True
+
+
+def settled(rollout: dict[str, Any]) -> bool:
+    """True when the Rollout serves its template: Healthy, not aborted, stable == current."""
+    status = rollout.get("status", {}) or {}
+    return (status.get("phase") == "Healthy" and not status.get("abort")
+            and bool(status.get("currentPodHash")) and status.get("currentPodHash") == status.get("stableRS"))
+
+
+def wait_observed(
+    target: RolloutTarget,
+    *,
+    previous_pod_hash: str | None,
+    timeout_s: float,
+    poll_s: float = 5.0,
+    run: Callable[..., str] = kubectl,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
+    """Wait until the controller has observed a template change: ``currentPodHash`` moved.
+
+    Returns the new pod hash. Until this returns, the Rollout's status (abort,
+    promoteFull, phase) still belongs to the previous revision and means nothing about
+    the new one. Raises :class:`TimeoutError` when the controller never observes it
+    (controller down, webhook rejecting): a person must look.
+    """
+    start = clock()
+    while True:
+        current = (get_rollout(target, run).get("status", {}) or {}).get("currentPodHash")
+        if current and current != previous_pod_hash:
+            return str(current)
+        if clock() - start >= timeout_s:
+            raise TimeoutError(f"rollout {target.namespace}/{target.name}: the controller did not observe the new template "
+                               f"within {timeout_s:.0f} s (currentPodHash still {previous_pod_hash}); is Argo Rollouts running?")
+        sleep(poll_s)
+
+
 def watch_rollout(
     target: RolloutTarget,
     *,
@@ -196,11 +272,15 @@ def watch_rollout(
 ) -> RolloutOutcome:
     """Poll until the Rollout is healthy on the new revision, aborted, or out of time.
 
-    ``check_alarms`` (CloudWatch alarm names in ALARM) is asked on every poll; a firing
-    alarm aborts the Rollout through its status subresource, as ``kubectl argo rollouts
-    abort`` does, so Argo shifts traffic back to the stable ReplicaSet at once.
+    The verdict is read only after the controller observed the new template (see the
+    module docstring). ``check_alarms`` (CloudWatch alarm names in ALARM) is asked on
+    every poll; a firing alarm or the time-out aborts the Rollout through its status
+    subresource, as ``kubectl argo rollouts abort`` does, so Argo shifts traffic back to
+    the stable ReplicaSet at once. Errors (kubectl, AWS) propagate: the caller aborts
+    and restores.
     """
     start, polls = clock(), 0
+    wait_observed(target, previous_pod_hash=previous_pod_hash, timeout_s=timeout_s, poll_s=poll_s, run=run, sleep=sleep, clock=clock)
     while True:
         polls += 1
         state, message = rollout_state(get_rollout(target, run), previous_pod_hash)
@@ -224,9 +304,9 @@ def abort(target: RolloutTarget, run: Callable[..., str] = kubectl) -> None:
 def promote_full(target: RolloutTarget, run: Callable[..., str] = kubectl) -> None:
     """Skip the remaining canary steps, as ``kubectl argo rollouts promote --full`` does.
 
-    Used only when restoring the version that served before a failed smoke test: that
-    version already passed its own canary, and re-baking it would keep the failing
-    model on most of the traffic for the whole bake.
+    Only after :func:`wait_observed`: the controller clears ``promoteFull`` when it
+    observes a new template. Used only to restore a version that already passed its
+    own canary: re-baking it would keep the failing model on most of the traffic.
     """
     _patch_status(target, {"promoteFull": True}, run)
 
@@ -248,7 +328,7 @@ def wait_healthy(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> RolloutOutcome:
-    """Poll until healthy on a pod hash other than ``previous_pod_hash``; never aborts.
+    """Poll until settled on a pod hash other than ``previous_pod_hash``; never aborts.
 
     Unlike :func:`watch_rollout` this is for a restore: aborting it would leave the
     failing revision serving, so a time-out is only reported.
@@ -257,7 +337,7 @@ def wait_healthy(
     while True:
         polls += 1
         state, message = rollout_state(get_rollout(target, run), previous_pod_hash)
-        if state != "progressing":
+        if state == "healthy":
             return RolloutOutcome(state, message, polls)
         if clock() - start >= timeout_s:
             return RolloutOutcome("timeout", f"not healthy after {timeout_s:.0f} s ({message})", polls)

@@ -6,8 +6,12 @@ the plots, the validation and gate reports, the monitoring baseline and the mode
 (``mlflow.sklearn`` flavor, signature and input example). The model version is created
 with its lineage tags and its model card (``pipeline.model_card``, the version's
 description) in the same call, then gets the ``challenger`` alias;
-only when the gate passed does ``champion`` move, last and in one call, so a crash at
-any earlier point leaves the previous champion serving (docs/contracts.md).
+only when the gate passed does the release alias move, last and in one call, so a
+crash at any earlier point leaves the previous champion serving (docs/contracts.md).
+The release alias is ``champion`` on the laptop loop, whose deploy and smoke test follow
+in the same process, and ``candidate`` on the delivery path (the SageMaker register
+step), where ``champion`` moves only after approval, canary and smoke test
+(``pipeline.delivery.deploy_cluster``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.mlflow_ui import classic_experiment
 from pipeline.model_card import model_card
-from pipeline.registry import CHALLENGER, CHAMPION, GATE_CHAMPION_TAG, PENDING, REPLACED_TAG, SMOKE_TAG
+from pipeline.registry import CANDIDATE, CHALLENGER, CHAMPION, GATE_CHAMPION_TAG, PENDING, REPLACED_TAG, SMOKE_TAG
 from pipeline.schema import FEATURES, LABEL, NULLABLE_FEATURES, NUMERIC_FEATURES, REPO_ROOT
 
 if TYPE_CHECKING:
@@ -75,19 +79,28 @@ class Candidate:
     deploy_follows: bool = False
     """A deploy and smoke test will follow a promotion: the version is created with
     ``deploy_smoke_test=pending`` so that a run killed before the verdict is noticed."""
-    image_digest: str | None = None
-    """The serving image built from this commit (AWS path), tagged ``image_digest``."""
+    release_alias: str = CHAMPION
+    """The alias a version that passed the gate gets: ``champion`` (laptop loop) or
+    ``candidate`` (delivery path: champion moves at the end of the release)."""
+    extra_tags: dict[str, str] = field(default_factory=dict)
+    """More tags for the create call (the delivery path's ``image_digest``)."""
+
+    def __post_init__(self) -> None:
+        if self.release_alias not in (CHAMPION, CANDIDATE):
+            raise ValueError(f"release_alias must be {CHAMPION!r} or {CANDIDATE!r}, got {self.release_alias!r}")
 
 
 @dataclass(frozen=True)
 class Registered:
-    """What register did: the version, its run, whether it became champion."""
+    """What register did: the version, its run, whether it got the release alias."""
 
     version: str
     run_id: str
     promoted: bool
     gate_report_uri: str
     baseline_uri: str
+    alias: str | None = None
+    """The release alias the version got (``champion``/``candidate``), None when refused."""
 
 
 def git_commit(repo: Path = REPO_ROOT) -> str:
@@ -215,14 +228,13 @@ def _register(candidate: Candidate, *, tracking_uri: str, artifact_location: str
             "candidate_key": candidate.candidate_key,
             "training_device": str(candidate.training.get("device")),
         }
-        if candidate.image_digest:
-            tags["image_digest"] = candidate.image_digest
         tags[GATE_CHAMPION_TAG] = candidate.champion_version or "none"
         if passed and candidate.deploy_follows:
             tags[SMOKE_TAG] = PENDING
             tags[REPLACED_TAG] = candidate.champion_version or "none"
         if not passed:
             tags["gate_reasons"] = " | ".join(candidate.gate.get("reasons", []))[:4900]
+        tags.update(candidate.extra_tags)
         # Tags and card in the create call: a version never exists without its lineage.
         version = _create_version(
             client, candidate.model_name, info, run.info.run_id, tags,
@@ -231,13 +243,14 @@ def _register(candidate: Candidate, *, tracking_uri: str, artifact_location: str
     client.set_registered_model_alias(candidate.model_name, CHALLENGER, version.version)
     if passed:
         # Last write of the run, one call: until here the previous champion still serves.
-        client.set_registered_model_alias(candidate.model_name, CHAMPION, version.version)
+        client.set_registered_model_alias(candidate.model_name, candidate.release_alias, version.version)
     return Registered(
         version=str(version.version),
         run_id=run.info.run_id,
         promoted=passed,
         gate_report_uri=gate_report_uri,
         baseline_uri=baseline_uri,
+        alias=candidate.release_alias if passed else None,
     )
 
 

@@ -265,13 +265,18 @@ def test_delivery_pipeline_alone(approval: bool) -> None:
     # Artifacts: images from BuildImages to Train and Deploy (the execution's image
     # parameters, the serving digest); deployment.json from Deploy to SmokeTest (what
     # to restore when the smoke test fails).
+    # release.json from Train to Deploy and SmokeTest (the version every later stage acts on).
     actions = {s["name"]: s["actions"][0] for s in pipeline.inputs["stages"]}
     assert actions["BuildImages"]["outputArtifacts"] == ["images"]
+    assert actions["Train"]["inputArtifacts"] == ["source", "images"]
+    assert actions["Train"]["outputArtifacts"] == ["release"]
+    assert actions["Deploy"]["inputArtifacts"] == ["source", "images", "release"]
     for name in ("Train", "Deploy"):
-        assert actions[name]["inputArtifacts"] == ["source", "images"], name
         assert actions[name]["configuration"]["PrimarySource"] == "source", name
     assert actions["Deploy"]["outputArtifacts"] == ["deployment"]
-    assert actions["SmokeTest"]["inputArtifacts"] == ["source", "deployment"]
+    assert actions["SmokeTest"]["inputArtifacts"] == ["source", "deployment", "release"]
+    # The approver approves a named version: Train's exported RELEASE_VERSION.
+    assert actions["Train"]["namespace"] == "TrainVariables"
     assert actions["SmokeTest"]["configuration"]["PrimarySource"] == "source"
     produced = [a for s in pipeline.inputs["stages"] for a in s["actions"][0].get("outputArtifacts", [])]
     consumed = {a for s in pipeline.inputs["stages"] for a in s["actions"][0].get("inputArtifacts", [])}

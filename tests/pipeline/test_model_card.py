@@ -62,3 +62,11 @@ def test_a_card_with_too_many_reasons_still_fits_and_keeps_its_lineage() -> None
     assert reasons[0] in card and reasons[-1] not in card
     assert "more in the run's `gate/gate_report.md`" in card
     assert "commit `abc1234`" in card and "## Slices" in card
+
+
+def test_a_delivery_candidate_is_not_called_champion() -> None:
+    from dataclasses import replace
+
+    candidate = replace(_candidate(passed=True, reasons=[]), release_alias="candidate")
+    card = model_card(candidate, run_id="r", git_commit="c")
+    assert "became the release `candidate`" in card and "promoted to `champion`" not in card

@@ -68,8 +68,11 @@ def test_invalid_data_and_usage_errors(adult_sample: pd.DataFrame, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_register_promotes_into_the_tracking_uri(chain: Path, tmp_path: Path) -> None:
+def test_register_makes_a_candidate_never_the_champion(chain: Path, tmp_path: Path) -> None:
+    """The SageMaker register step is the delivery path's: a version that passed the gate
+    becomes ``candidate``; ``champion`` moves only at the end of the release."""
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert main(["step", "gate", "--input", str(chain / "model"), "--input", str(chain / "split/holdout"),
@@ -80,13 +83,18 @@ def test_register_promotes_into_the_tracking_uri(chain: Path, tmp_path: Path) ->
                  "--param", "image_digest=sha256:" + "0" * 64])
     assert code == 0
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    version = client.get_model_version_by_alias("adult-income", "champion")
+    version = client.get_model_version_by_alias("adult-income", "candidate")
     assert version.tags["git_commit"] == "0123abc"
     assert version.tags["image_digest"] == "sha256:" + "0" * 64
+    assert version.tags["gate_champion"] == "none"
+    with pytest.raises(MlflowException):
+        client.get_model_version_by_alias("adult-income", "champion")
+    registration = json.loads((tmp_path / "registered/registration.json").read_text())
+    assert registration["promoted"] is True and registration["alias"] == "candidate"
     # The SageMaker path writes the same card from the full gate report, in the create call.
     assert "commit `0123abc`" in version.description and "## Slices" in version.description
+    assert "became the release `candidate`" in version.description
     assert "plots/roc_curve.png" in {a.path for a in client.list_artifacts(version.run_id, "plots")}
-    assert json.loads((tmp_path / "registered/registration.json").read_text())["promoted"] is True
 
 
 def test_register_refuses_a_registry_that_does_not_exist(tmp_path: Path, capsys) -> None:

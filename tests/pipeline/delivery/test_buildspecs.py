@@ -94,3 +94,16 @@ def test_deploy_writes_the_record_smoke_test_reads() -> None:
     assert words[words.index("--deployment-record") + 1] == f"sample-codebuild_src_dir_deployment/{record}"
     # smoke-test patches the Rollout on failure, so it needs cluster credentials first.
     assert any("update-kubeconfig" in c for c in smoke["phases"]["pre_build"]["commands"])
+
+
+def test_every_stage_after_train_acts_on_the_release_train_wrote() -> None:
+    """Train's release.json is the "release" artifact; Deploy and SmokeTest read exactly it,
+    and Train exports RELEASE_VERSION for the approval request."""
+    train = load("train.yml")
+    words = expand(build_commands(train)[0])
+    assert words[words.index("--release-out") + 1] == "release.json" == train["artifacts"]["files"][0]
+    assert train["env"]["exported-variables"] == ["RELEASE_VERSION"]
+    assert any(c.startswith("export RELEASE_VERSION=") and "release.json" in c for c in train["phases"]["post_build"]["commands"])
+    for name in ("deploy.yml", "smoke_test.yml"):
+        words = expand(build_commands(load(name))[0])
+        assert words[words.index("--release") + 1] == "sample-codebuild_src_dir_release/release.json", name

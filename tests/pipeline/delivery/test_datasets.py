@@ -87,7 +87,11 @@ def test_the_train_stage_trains_on_the_latest_push(aws: Callable[[str], Any], mo
     push_dataset(s3, path, DATA_URI)
     path.write_text("age,label\n39,0\n50,1\n")
     newest = push_dataset(s3, path, DATA_URI)
-    assert main(stage) == ExitCode.OK
-    arn = capsys.readouterr().out.split("started ", 1)[1].split()[0]
+    # moto's execution "succeeds" without running a step: no register step wrote
+    # registration.json, so the stage cannot name a release and must fail, not pass.
+    assert main([*stage, "--artifacts-prefix", "s3://mlops-dev-artifacts/pipeline", "--release-out", str(tmp_path / "release.json")]) == ExitCode.ERROR
+    captured = capsys.readouterr()
+    assert "its release cannot be written" in captured.err and not (tmp_path / "release.json").exists()
+    arn = captured.out.split("started ", 1)[1].split()[0]
     params = aws("sagemaker").list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
     assert {p["Name"]: p["Value"] for p in params}["InputDataUri"] == newest

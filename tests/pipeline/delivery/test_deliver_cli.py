@@ -19,15 +19,38 @@ FRESH_IMAGES = {
 }
 
 
-def test_train_stage_starts_and_waits(aws: Any, moto_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_stage_starts_waits_and_writes_the_release(aws: Any, moto_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage names the release from the execution's registration.json (moto runs no
+    step, so the test writes what the register step would: v2 passed the gate against v1)."""
+    from pipeline.delivery import sagemaker_runs
+    from pipeline.delivery.release import read_release, registration_uri
+
+    from .release_harness import build_registry
+
     aws("sagemaker").create_pipeline(PipelineName="mlops-dev-training", PipelineDefinition=DEFINITION, RoleArn=ROLE)
+    aws("s3").create_bucket(Bucket="mlops-dev-artifacts")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{build_registry(tmp_path / 'mlflow.db')}")
+    real_wait = sagemaker_runs.wait_for_execution
+
+    def wait(arn: str, **kwargs: Any) -> Any:
+        bucket, key = registration_uri("s3://mlops-dev-artifacts/pipeline", arn)[5:].split("/", 1)
+        aws("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps({"version": "2", "promoted": True, "alias": "candidate"}).encode())
+        return real_wait(arn, **kwargs)
+
+    monkeypatch.setattr(sagemaker_runs, "wait_for_execution", wait)
     images = tmp_path / "images.json"
     images.write_text(json.dumps(FRESH_IMAGES))
-    code = main(["deliver", "train", "--endpoint-url", moto_endpoint, "--pipeline-name", "mlops-dev-training", "--git-commit", "abc123", "--images", str(images), "--poll-s", "1", "--timeout-s", "30"])
+    code = main(["deliver", "train", "--endpoint-url", moto_endpoint, "--pipeline-name", "mlops-dev-training", "--git-commit", "abc123",
+                 "--images", str(images), "--poll-s", "1", "--timeout-s", "30", "--artifacts-prefix", "s3://mlops-dev-artifacts/pipeline",
+                 "--release-out", str(tmp_path / "release.json")])
     out = capsys.readouterr().out
     assert code == ExitCode.OK, out
     assert "train: ok" in out and "Succeeded" in out
     arn = out.split("started ", 1)[1].split()[0]
+    release = read_release(tmp_path / "release.json")
+    assert (release.release_id, release.version, release.base_champion, release.image, release.git_commit) == (
+        arn, "2", "1", FRESH_IMAGES["serving"], "abc123")
     # What moto's server received in start_pipeline_execution: this push's digests.
     params = aws("sagemaker").list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
     assert {p["Name"]: p["Value"] for p in params} == {
