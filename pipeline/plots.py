@@ -1,94 +1,218 @@
-"""Figures a person would rather look at than read: ROC curve, confusion matrix, slices.
+"""Figures a person would rather look at than read: how the challenger scores beside the
+champion, where it is miscalibrated, which slices moved, and how sure the gate was.
 
-Drawn with matplotlib's Agg backend (no display needed, safe in CI and in SageMaker
-containers) and saved as PNG files that the register step logs onto the MLflow run.
+Drawn on matplotlib ``Figure`` objects with the Agg canvas (no pyplot global state, no
+display: safe in CI and in SageMaker containers) and saved as PNG files that the register
+step logs onto the MLflow run under ``plots/`` (docs/pipeline.md, "Pictures"). Curves
+come from scikit-learn's metric functions, so they match what anyone else would compute.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     import numpy as np
+    from matplotlib.figure import Figure
+
+GATE_PLOT_FILES: Final = (
+    "roc_curve.png",
+    "precision_recall.png",
+    "calibration.png",
+    "confusion_matrix.png",
+    "slice_metrics.png",
+    "bootstrap_auc_difference.png",
+)
+"""Every picture the gate step can draw; the last two need slices and a champion."""
+DPI: Final = 100
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(width: float, height: float) -> Figure:
+    """A figure on the Agg canvas with constrained layout (labels never clipped)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
 
-    return plt
+
+def _save(figure: Figure, path: Path) -> Path:
+    figure.savefig(path, dpi=DPI)
+    return path
 
 
-def _roc_points(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import numpy as np
-
-    order = np.argsort(-scores, kind="mergesort")
-    ys = np.asarray(y)[order].astype(int)
-    tps = np.r_[0, np.cumsum(ys)]
-    fps = np.r_[0, np.cumsum(1 - ys)]
-    return fps / max(fps[-1], 1), tps / max(tps[-1], 1)
+def _models(challenger: np.ndarray, champion: np.ndarray | None) -> list[tuple[str, np.ndarray]]:
+    return [(name, scores) for name, scores in (("challenger", challenger), ("champion", champion)) if scores is not None]
 
 
 def roc_curve_png(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray | None, path: Path) -> Path:
     """ROC curves of the challenger (and the champion, when there is one) on the holdout."""
-    from pipeline.steps.evaluate import roc_auc
+    from sklearn.metrics import roc_auc_score, roc_curve
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for label, scores in (("challenger", challenger), ("champion", champion)):
-        if scores is None:
-            continue
-        fpr, tpr = _roc_points(y, scores)
-        ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc(y, scores):.3f})")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    figure = _figure(5, 5)
+    ax = figure.add_subplot()
+    for name, scores in _models(challenger, champion):
+        fpr, tpr, _ = roc_curve(y, scores)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, scores):.3f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (holdout)")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(figure, path)
+
+
+def precision_recall_png(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray | None, path: Path) -> Path:
+    """Precision against recall for both models, with the positive rate (a random
+    model's precision) marked: the honest picture when positives are the minority."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    figure = _figure(5, 5)
+    ax = figure.add_subplot()
+    for name, scores in _models(challenger, champion):
+        precision, recall, _ = precision_recall_curve(y, scores)
+        ax.plot(recall, precision, label=f"{name} (AP {average_precision_score(y, scores):.3f})")
+    base = float(np.mean(y))
+    ax.axhline(base, linestyle="--", color="grey", linewidth=1, label=f"positive rate {base:.2f}")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (holdout)", xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower left")
+    return _save(figure, path)
+
+
+def calibration_png(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray | None, path: Path) -> Path:
+    """Reliability diagram: mean predicted probability against the observed positive rate
+    per decile of predictions (quantile bins, so every point rests on as many rows)."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss
+
+    figure = _figure(5, 5)
+    ax = figure.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfectly calibrated")
+    for name, scores in _models(challenger, champion):
+        observed, predicted = calibration_curve(y, scores, n_bins=10, strategy="quantile")
+        ax.plot(predicted, observed, marker="o", label=f"{name} (Brier {brier_score_loss(y, scores):.3f})")
+    ax.set(xlabel="mean predicted probability", ylabel="observed positive rate", title="Calibration (holdout)",
+           xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    return _save(figure, path)
 
 
 def confusion_matrix_png(y: np.ndarray, proba: np.ndarray, path: Path, threshold: float = 0.5) -> Path:
     """The challenger's confusion matrix on the holdout at the decision threshold."""
     import numpy as np
+    from sklearn.metrics import confusion_matrix
 
-    plt = _pyplot()
-    y = np.asarray(y).astype(int)
-    pred = (np.asarray(proba) >= threshold).astype(int)
-    matrix = np.array([[((y == t) & (pred == p)).sum() for p in (0, 1)] for t in (0, 1)])
-    fig, ax = plt.subplots(figsize=(4, 4))
+    matrix = confusion_matrix(np.asarray(y).astype(int), (np.asarray(proba) >= threshold).astype(int), labels=[0, 1])
+    figure = _figure(4, 4)
+    ax = figure.add_subplot()
     ax.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", color="black")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual", title="Confusion matrix (holdout)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    ax.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual",
+           title=f"Confusion matrix (holdout, threshold {threshold})")
+    return _save(figure, path)
 
 
-def slice_metrics_png(slices: list[dict[str, Any]], path: Path) -> Path:
-    """Horizontal bars of ROC AUC per slice, challenger beside champion where known."""
+def slice_metrics_png(slices: list[dict[str, Any]], path: Path, tolerance: float | None = None) -> Path:
+    """ROC AUC per slice, challenger beside champion (``slice_figure``), as a PNG."""
+    return _save(slice_figure(slices, tolerance), path)
+
+
+def slice_figure(slices: list[dict[str, Any]], tolerance: float | None = None) -> Figure:
+    """ROC AUC per slice, challenger beside champion, with the change written at each row.
+
+    The legend sits above the axes, outside them, so it never covers a bar; slices the
+    gate skipped (too small to judge) are greyed, and a change beyond ``tolerance`` is red.
+    """
     import numpy as np
 
-    plt = _pyplot()
     labels = [f"{s['column']}={s['value']} (n={s['rows']})" for s in slices]
-    challenger = [s["challenger_roc_auc"] for s in slices]
-    champion = [s.get("champion_roc_auc") for s in slices]
+    challenger = np.array([_nan(s["challenger_roc_auc"]) for s in slices])
+    champion = np.array([_nan(s.get("champion_roc_auc")) for s in slices])
+    has_champion = bool(np.isfinite(champion).any())
     y = np.arange(len(slices))
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(slices) + 1.5))
-    ax.barh(y - 0.2, challenger, height=0.4, label="challenger")
-    if any(c is not None for c in champion):
-        ax.barh(y + 0.2, [c if c is not None else 0 for c in champion], height=0.4, label="champion")
+    figure = _figure(8, 0.5 * len(slices) + 1.8)
+    ax = figure.add_subplot()
+    skipped = [str(s.get("judged", "")).startswith("skipped") for s in slices]
+    ax.barh(y - 0.2, np.nan_to_num(challenger), height=0.4, label="challenger",
+            color=["tab:gray" if skip else "tab:blue" for skip in skipped])
+    if has_champion:
+        ax.barh(y + 0.2, np.nan_to_num(champion), height=0.4, label="champion", color="tab:orange")
+    finite = np.concatenate([challenger[np.isfinite(challenger)], champion[np.isfinite(champion)]])
+    low = max(0.0, float(finite.min()) - 0.05) if finite.size else 0.0
+    ax.set_xlim(low, 1.0)
+    for row, s in enumerate(slices):
+        change = s.get("change")
+        if change is None or change != change:
+            continue
+        bad = tolerance is not None and change < -tolerance and not skipped[row]
+        # x in axes fraction (just right of the plot), y in data rows.
+        ax.text(1.01, row, f"{change:+.3f}", va="center", fontsize=8, color="tab:red" if bad else "black",
+                transform=ax.get_yaxis_transform(), clip_on=False)
     ax.set_yticks(y, labels)
-    ax.set_xlim(0.5, 1.0)
-    ax.set(xlabel="ROC AUC", title="ROC AUC per slice (holdout)")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    ax.invert_yaxis()
+    ax.set(xlabel="ROC AUC (holdout); change challenger - champion at the right", title="ROC AUC per slice")
+    figure.legend(loc="outside upper right", ncols=2, frameon=False)
+    return figure
+
+
+def _nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def bootstrap_png(bootstrap: dict[str, Any], differences: np.ndarray, path: Path) -> Path:
+    """The paired bootstrap's distribution of AUC(challenger) - AUC(champion), its
+    confidence interval, and the tolerance the interval's lower end must not cross."""
+    import numpy as np
+
+    tolerance = float(bootstrap["tolerance"])
+    low, high = float(bootstrap["ci_low"]), float(bootstrap["ci_high"])
+    figure = _figure(7, 4.8)
+    ax = figure.add_subplot()
+    ax.hist(np.asarray(differences, dtype=float), bins=40, color="tab:blue", alpha=0.7,
+            label=f"{len(differences)} paired resamples")
+    ax.axvspan(low, high, color="tab:green" if low >= -tolerance else "tab:red", alpha=0.15,
+               label=f"{bootstrap['confidence']:.0%} interval [{low:+.4f}, {high:+.4f}]")
+    ax.axvline(-tolerance, color="tab:red", linestyle="--", label=f"tolerance -{tolerance}")
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.axvline(float(bootstrap["observed_difference"]), color="tab:blue", linestyle=":",
+               label=f"observed {bootstrap['observed_difference']:+.4f}")
+    verdict = "within tolerance" if low >= -tolerance else "below tolerance: refused"
+    ax.set(xlabel="ROC AUC difference (challenger - champion)", ylabel="resamples",
+           title=f"Paired bootstrap: {verdict}")
+    figure.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    return _save(figure, path)
+
+
+def gate_plots(
+    y: np.ndarray,
+    challenger: np.ndarray,
+    champion: np.ndarray | None,
+    report: Any,
+    folder: Path,
+) -> list[Path]:
+    """Every picture of one gate decision into ``folder`` (named as ``GATE_PLOT_FILES``).
+
+    ``report`` is the ``GateReport``: its slices, thresholds and bootstrap (with the
+    resampled differences) decide which pictures apply. Returns the files written.
+    """
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    # Curves need both classes; a holdout with one is refused by the gate (AUC is NaN).
+    if len(np.unique(y)) == 2:
+        written += [
+            roc_curve_png(y, challenger, champion, folder / "roc_curve.png"),
+            precision_recall_png(y, challenger, champion, folder / "precision_recall.png"),
+            calibration_png(y, challenger, champion, folder / "calibration.png"),
+        ]
+    written.append(confusion_matrix_png(y, challenger, folder / "confusion_matrix.png"))
+    if report.slices:
+        written.append(slice_metrics_png(report.slices, folder / "slice_metrics.png",
+                                         report.thresholds.get("slice_tolerance")))
+    if report.bootstrap and report.bootstrap_differences is not None:
+        written.append(bootstrap_png(report.bootstrap, report.bootstrap_differences,
+                                     folder / "bootstrap_auc_difference.png"))
+    return written

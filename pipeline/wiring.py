@@ -272,13 +272,7 @@ def gate_step(ctx: StepContext) -> dict[str, Artifact]:
     out.mkdir()
     (out / "gate_report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
     (out / "gate_report.md").write_text(report.to_markdown())
-    plot_dir = ctx.output_dir / "plots"
-    plot_dir.mkdir()
-    y = holdout[LABEL].to_numpy()
-    plots.roc_curve_png(y, challenger, champion_proba, plot_dir / "roc_curve.png")
-    plots.confusion_matrix_png(y, challenger, plot_dir / "confusion_matrix.png")
-    if report.slices:
-        plots.slice_metrics_png(report.slices, plot_dir / "slice_metrics.png")
+    plots.gate_plots(holdout[LABEL].to_numpy(), challenger, champion_proba, report, ctx.output_dir / "plots")
     _copy_report(ctx, out / "gate_report.json", out / "gate_report.md")
     ctx.set_outcome(
         gate_passed=report.passed,

@@ -59,8 +59,12 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run_command)
 
 
-def summary(result: Any) -> str:
-    """The closing summary a person reads: champion, decision and why, report, MLflow UI."""
+def summary(result: Any, model_name: str = DEFAULT_MODEL_NAME) -> str:
+    """The closing summary a person reads: champion, decision and why, report, MLflow UI
+    (a command that runs as printed, opening the classic view: ``pipeline.mlflow_ui``)."""
+    from pipeline.mlflow_ui import ui_hint
+
+    ui = ui_hint(result.tracking_uri, model_name)
     decision = {True: "passed", False: "REFUSED", None: "not reached"}[result.gate_passed]
     lines = [
         "",
@@ -72,7 +76,8 @@ def summary(result: Any) -> str:
         f"Gate:      {decision}",
         *[f"           - {reason}" for reason in result.reasons],
         f"Report:    {result.report_path or '-'}",
-        f"MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri}",
+        f"MLflow UI: {ui[0]}",
+        *[f"           {line}" for line in ui[1:]],
     ]
     return "\n".join(line for line in lines if line)
 
@@ -160,7 +165,7 @@ def run_command(args: argparse.Namespace) -> int:
         import json
 
         print(json.dumps(result.to_dict(), indent=2, default=str))
-        print(summary(result), file=sys.stderr)
+        print(summary(result, args.model_name), file=sys.stderr)
     else:
-        print(summary(result))
+        print(summary(result, args.model_name))
     return int(result.exit_code)

@@ -8,7 +8,7 @@ are the same functions the local runner calls. Inputs and outputs (docs/pipeline
 - ``split --input VALIDATED --output OUT``: OUT/train/, OUT/validation/, OUT/holdout/ (Parquet), OUT/split.json.
 - ``train --input TRAIN [--input VALIDATION] --output MODEL``: MODEL/model.joblib, MODEL/training.json.
 - ``gate`` (alias ``evaluate``) ``--input MODEL --input HOLDOUT [--input CHAMPION_MODEL] --output OUT``:
-  OUT/evaluation.json ``{"gate": {"passed", "reasons"}, "metrics": {...}, ...}`` and OUT/gate_report.md.
+  OUT/evaluation.json ``{"gate": {"passed", "reasons"}, "metrics": {...}, ...}``, OUT/gate_report.md and OUT/plots/.
   Without a champion input, the champion comes from the registry at ``MLFLOW_TRACKING_URI`` when set.
   Exits 0 whenever it reached a decision (the Condition step reads ``gate.passed``).
 - ``register --input MODEL --input EVALUATION --input VALIDATED --output OUT``: registers into
@@ -179,6 +179,7 @@ def run_gate(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
     holdout = load_dataset(_data_file(inputs[1]))
     challenger = predict_proba(joblib.load(_model_file(inputs[0])), holdout)
     metrics = evaluate(holdout, challenger)
+    champion_proba = None
     try:
         champion = (joblib.load(_model_file(inputs[2])), "input") if len(inputs) > 2 else _registry_champion(params)
         champion_proba = predict_proba(champion[0], holdout) if champion else None
@@ -198,6 +199,10 @@ def run_gate(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
     }
     (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=str))
     (out / "gate_report.md").write_text(report.to_markdown())
+    from pipeline import plots
+    from pipeline.schema import LABEL
+
+    plots.gate_plots(holdout[LABEL].to_numpy(), challenger, champion_proba, report, out / "plots")
     print(f"gate {'passed' if report.passed else 'REFUSED'}" + "".join(f"\n  - {r}" for r in report.reasons))
     return int(ExitCode.OK)
 
@@ -241,9 +246,10 @@ def run_register(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
         holdout=parts.holdout, data_digest=frame_digest(data), data_source=describe_source(data_path),
         data_path=str(data_path), holdout_digest=parts.holdout_digest,
         params={**{f"train.{k}": v for k, v in training.get("hyperparameters", {}).items()}, **extra},
-        metrics=metrics, gate=evaluation["gate"], training=training,
+        # The full gate report (slices, fairness, bootstrap) feeds the model card.
+        metrics=metrics, gate={**evaluation.get("report", {}), **evaluation["gate"]}, training=training,
         candidate_key=frame_digest(data) + ":" + str(training.get("hyperparameters")),
-        artifacts={"gate": inputs[1]},
+        artifacts={"gate": inputs[1], **({"plots": inputs[1] / "plots"} if (inputs[1] / "plots").is_dir() else {})},
         champion_version=evaluation.get("report", {}).get("champion", {}).get("version") if evaluation.get("report", {}).get("champion") else None,
         # The delivery path: champion moves only at the end of the release (SmokeTest).
         release_alias=CANDIDATE,

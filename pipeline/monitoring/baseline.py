@@ -13,7 +13,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import pandas as pd
@@ -21,10 +21,14 @@ import pandas as pd
 from pipeline.monitoring.errors import BaselineError
 from pipeline.schema import CATEGORICAL_FEATURES, FEATURES, LABEL, NUMERIC_FEATURES
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
 BASELINE_TAG: Final = "baseline_uri"
 PREDICTION_COLUMN: Final = "prediction"
-HOLDOUT_AUC_TAGS: Final = ("metric.roc_auc", "metric.holdout_roc_auc", "metric.auc")
-"""Model version tags that may carry the holdout ROC AUC, in order of preference."""
+HOLDOUT_AUC_METRIC: Final = "holdout_roc_auc"
+"""The registering run's metric holding the version's ROC AUC on the frozen holdout
+(docs/contracts.md: metrics live on the version's run, not in its tags)."""
 
 
 @dataclass(frozen=True)
@@ -63,15 +67,20 @@ def normalise_baseline(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
     return out.loc[:, [*FEATURES, PREDICTION_COLUMN, *([LABEL] if LABEL in frame.columns else [])]]
 
 
-def _holdout_auc(tags: dict[str, str]) -> float | None:
-    for key in HOLDOUT_AUC_TAGS:
-        try:
-            value = float(tags[key])
-        except (KeyError, ValueError):
-            continue
-        if 0.0 <= value <= 1.0:
-            return value
-    return None
+def _holdout_auc(client: MlflowClient, run_id: str | None) -> float | None:
+    """The run's ``holdout_roc_auc``; None when the version has no run, the run is gone
+    or never logged it (the monitor then measures the reference on the baseline rows)."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    try:
+        value = client.get_run(run_id).data.metrics.get(HOLDOUT_AUC_METRIC)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return float(value) if value is not None and 0.0 <= value <= 1.0 else None
 
 
 def load_serving_baseline(tracking_uri: str, model_name: str, alias: str = "champion") -> ServingBaseline:
@@ -112,6 +121,6 @@ def load_serving_baseline(tracking_uri: str, model_name: str, alias: str = "cham
         run_id=version.run_id or "",
         baseline_uri=uri,
         frame=normalise_baseline(frame, uri),
-        holdout_roc_auc=_holdout_auc(tags),
+        holdout_roc_auc=_holdout_auc(client, version.run_id),
         tags=tags,
     )

@@ -2,7 +2,9 @@
 
 A person acting on an alarm needs the why at a glance: the verdict and its reasons, a
 table of every feature's PSI and test, the failed data-quality checks, performance per
-slice, and pictures of the distributions that moved (baseline against live). Plots use
+slice, and pictures: PSI per feature against the limit, PSI over the earlier windows
+(from the MLflow ``monitoring`` runs), and the distributions that moved (baseline
+against live). Plots use
 matplotlib's ``Figure`` with the Agg canvas directly, so no pyplot global state and no
 display is involved.
 """
@@ -19,6 +21,7 @@ import pandas as pd
 
 from pipeline.monitoring.analysis import MonitorResult
 from pipeline.monitoring.drift import PREDICTION, FeatureDrift, category_buckets
+from pipeline.monitoring.tracking import DriftWindow
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -57,9 +60,43 @@ def plot_psi(items: Sequence[FeatureDrift], limit: float, path: Path) -> Path:
     axes.barh([f.feature for f in compared], [f.psi for f in compared],
               color=["tab:red" if f.drifted else "tab:blue" for f in compared])
     axes.axvline(limit, color="black", linestyle="--", label=f"limit {limit}")
-    axes.set_xlabel("PSI (live vs baseline)")
+    axes.set_xlabel("PSI (live vs baseline); red: drifted (PSI over the limit and the test rejects)")
     axes.invert_yaxis()
-    axes.legend(loc="lower right")
+    # Outside the axes: inside, the legend covered the bars of the last features.
+    figure.legend(loc="outside upper right", frameon=False)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def plot_psi_history(history: Sequence[DriftWindow], current: MonitorResult, limit: float, path: Path) -> Path:
+    """PSI over time: one line per feature that came near the limit (else the three that
+    moved most), the largest PSI of any feature, the limit, and where the served version
+    changed. ``history`` is the earlier windows, oldest first; ``current`` the new one."""
+    from datetime import datetime
+
+    current_psi = {f.feature: f.psi for f in current.features if f.psi is not None}
+    windows = [*[(w.time, w.model_version, w.psi) for w in history],
+               (datetime.fromisoformat(current.created_at), current.model_version, current_psi)]
+    features = sorted({name for _, _, psi in windows for name in psi})
+    peak = {name: max(psi.get(name, 0.0) for _, _, psi in windows) for name in features}
+    shown = [n for n in features if peak[n] >= limit / 2] or sorted(features, key=peak.__getitem__, reverse=True)[:3]
+    times = [time for time, _, _ in windows]
+    figure = _figure(8.0, 4.5)
+    axes = figure.add_subplot()
+    axes.plot(times, [max(psi.values(), default=np.nan) for _, _, psi in windows], color="black", linewidth=2,
+              marker="o", label="largest PSI (any feature)")
+    for name in shown:
+        axes.plot(times, [psi.get(name, np.nan) for _, _, psi in windows], marker=".", linewidth=1, label=name)
+    axes.axhline(limit, color="tab:red", linestyle="--", label=f"limit {limit}")
+    for (_, before, _), (time, version, _) in zip(windows, windows[1:], strict=False):
+        if version != before:
+            axes.axvline(time, color="grey", linestyle=":", linewidth=1)
+            axes.annotate(f"v{version}", (time, 1.0), xycoords=("data", "axes fraction"), fontsize=8,
+                          ha="left", va="top")
+    axes.set_ylabel("PSI (live vs baseline)")
+    axes.set_title(f"Drift over the last {len(windows)} windows of {current.model_name}")
+    figure.autofmt_xdate()
+    figure.legend(loc="outside right upper", fontsize=8, frameon=False)
     figure.savefig(path, dpi=100)
     return path
 
@@ -150,17 +187,27 @@ def render_markdown(result: MonitorResult, plots: Sequence[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(result: MonitorResult, baseline: pd.DataFrame, live: pd.DataFrame, live_probabilities: np.ndarray, folder: Path) -> Path:
+def write_report(
+    result: MonitorResult,
+    baseline: pd.DataFrame,
+    live: pd.DataFrame,
+    live_probabilities: np.ndarray,
+    folder: Path,
+    history: Sequence[DriftWindow] = (),
+) -> Path:
     """Write ``report.json``, ``report.md`` and the plots into ``folder``; returns it.
 
-    Plots: the PSI bar chart, the predicted-probability distribution, and one per drifted
-    feature (or, when none drifted, the three with the largest PSI), at most 14.
+    Plots: the PSI bar chart, PSI over time when ``history`` holds earlier windows, the
+    predicted-probability distribution, and one per drifted feature (or, when none
+    drifted, the three with the largest PSI), at most 14.
     """
     folder.mkdir(parents=True, exist_ok=True)
     plots: list[Path] = []
     if result.features:
         plots.append(plot_psi([*result.features, *([result.prediction] if result.prediction else [])],
                               result.thresholds.psi_drift, folder / "psi.png"))
+        if history:
+            plots.append(plot_psi_history(history, result, result.thresholds.psi_drift, folder / "psi_history.png"))
         if result.prediction is not None:
             plots.append(plot_distribution(result.prediction, baseline["prediction"], pd.Series(live_probabilities),
                                            folder / f"dist-{PREDICTION}.png", result.thresholds.min_category_share))

@@ -27,7 +27,7 @@ from pipeline.monitoring.labels import LabelIndex, read_labels
 from pipeline.monitoring.publish import cloudwatch_datums, publish_cloudwatch, write_prometheus
 from pipeline.monitoring.report import report_folder, write_report
 from pipeline.monitoring.thresholds import Thresholds
-from pipeline.monitoring.tracking import log_monitor_run
+from pipeline.monitoring.tracking import drift_history, log_monitor_run
 from pipeline.schema import DEFAULT_MODEL_NAME
 
 PROMETHEUS_FILENAME: Final = "monitor.prom"
@@ -97,8 +97,10 @@ def run_monitor(options: MonitorOptions) -> MonitorOutcome:
                             f"{options.capture_retention_days} day(s)")
 
     now = datetime.now(UTC)
+    # The earlier windows live in MLflow; with --no-mlflow there is no history to draw.
+    history = drift_history(options.tracking_uri, options.model_name) if options.log_to_mlflow else []
     folder = write_report(result, baseline.frame, window.features, window.probabilities,
-                          report_folder(options.reports_dir, result))
+                          report_folder(options.reports_dir, result), history=history)
     prometheus = write_prometheus(result, options.prometheus_file or options.reports_dir / PROMETHEUS_FILENAME, timestamp=now)
     outcome = MonitorOutcome(result=result, report_dir=folder, prometheus_file=prometheus)
     if options.log_to_mlflow:

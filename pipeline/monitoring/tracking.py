@@ -11,10 +11,12 @@ rather than into a ``mlruns/`` folder in whatever directory the command ran from
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from pipeline.mlflow_ui import classic_experiment
 from pipeline.monitoring.analysis import MonitorResult
 
 EXPERIMENT: Final = "monitoring"
@@ -29,6 +31,46 @@ def _artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
+HISTORY_WINDOWS: Final = 50
+"""How many earlier monitor runs the drift-over-time picture shows at most."""
+_PSI_PREFIX: Final = "psi."
+
+
+@dataclass(frozen=True)
+class DriftWindow:
+    """One judged window as the drift-over-time picture needs it."""
+
+    time: datetime
+    model_version: str
+    psi: dict[str, float]
+
+
+def drift_history(tracking_uri: str, model_name: str, limit: int = HISTORY_WINDOWS) -> list[DriftWindow]:
+    """The earlier monitor runs of ``model_name`` (any version), oldest first, at most
+    ``limit``: when each window was judged, which version served, each feature's PSI.
+    An empty list when the ``monitoring`` experiment does not exist yet."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return []
+    quoted = model_name.replace("'", "\\'")
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.model_name = '{quoted}'",
+        order_by=["attributes.start_time DESC"], max_results=limit,
+    )
+    windows = [
+        DriftWindow(
+            time=datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC),
+            model_version=run.data.tags.get("model_version", "?"),
+            psi={k.removeprefix(_PSI_PREFIX): v for k, v in run.data.metrics.items() if k.startswith(_PSI_PREFIX)},
+        )
+        for run in runs
+    ]
+    return [w for w in reversed(windows) if w.psi]
+
+
 def _metric_key(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
 
@@ -39,12 +81,7 @@ def log_monitor_run(result: MonitorResult, report_dir: Path, tracking_uri: str) 
     from mlflow.entities import Metric, Param
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(EXPERIMENT, artifact_location=_artifact_location(tracking_uri))
-    )
+    experiment_id = classic_experiment(client, EXPERIMENT, _artifact_location(tracking_uri))
     tags = {
         "model_name": result.model_name,
         "model_version": result.model_version,
@@ -70,7 +107,7 @@ def log_monitor_run(result: MonitorResult, report_dir: Path, tracking_uri: str) 
         metrics["live_roc_auc"] = result.performance.live_roc_auc
         metrics["performance_drop"] = result.performance.drop
     for item in result.features:
-        metrics[_metric_key(f"psi.{item.feature}")] = item.psi
+        metrics[_metric_key(f"{_PSI_PREFIX}{item.feature}")] = item.psi
     timestamp = int(run.info.start_time)
     client.log_batch(
         run_id,

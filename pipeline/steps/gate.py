@@ -12,7 +12,7 @@ fairness bounds apply. ``enforce`` raises one ``GateRefused`` listing every viol
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.schema import LABEL, SENSITIVE_ATTRIBUTE
@@ -77,9 +77,14 @@ class GateReport:
     bootstrap: dict[str, Any] | None
     slices: list[dict[str, Any]]
     fairness: dict[str, Any]
+    bootstrap_differences: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Every resample's AUC difference, for the bootstrap picture; not part of the report's
+    JSON (``bootstrap`` summarises it)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        report = asdict(self)
+        del report["bootstrap_differences"]
+        return report
 
     def to_markdown(self) -> str:
         c = self.challenger
@@ -165,7 +170,8 @@ def paired_bootstrap_auc(
 
     Pairing (one resample scores both models) cancels the holdout's own sampling noise,
     so the interval reflects the models' difference, not how lucky the rows were.
-    Resamples that draw a single class are dropped and redrawn.
+    Resamples that draw a single class are dropped and redrawn. The resampled
+    differences themselves are under ``differences`` (an array, for the picture).
     """
     import numpy as np
 
@@ -200,6 +206,7 @@ def paired_bootstrap_auc(
         "mean_difference": float(differences.mean()),
         "ci_low": float(np.quantile(differences, alpha)),
         "ci_high": float(np.quantile(differences, 1.0 - alpha)),
+        "differences": differences,
     }
 
 
@@ -265,7 +272,7 @@ def judge(
     if not auc >= thresholds.min_roc_auc:  # also catches NaN
         reasons.append(f"floor: challenger ROC AUC {auc:.4f} is below the floor {thresholds.min_roc_auc}")
 
-    bootstrap = None
+    bootstrap = differences = None
     if champion_proba is not None:
         bootstrap = paired_bootstrap_auc(
             y,
@@ -275,6 +282,7 @@ def judge(
             confidence=thresholds.confidence,
             seed=thresholds.seed,
         )
+        differences = bootstrap.pop("differences")
         bootstrap["tolerance"] = thresholds.auc_tolerance
         if bootstrap["ci_low"] < -thresholds.auc_tolerance:
             reasons.append(
@@ -314,6 +322,7 @@ def judge(
         bootstrap=bootstrap,
         slices=slices,
         fairness=fairness,
+        bootstrap_differences=differences,
     )
 
 

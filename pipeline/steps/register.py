@@ -4,7 +4,8 @@ One MLflow run per candidate holds everything a reviewer needs: parameters, hold
 metrics (overall, per slice, fairness), the data versions through MLflow's dataset API,
 the plots, the validation and gate reports, the monitoring baseline and the model
 (``mlflow.sklearn`` flavor, signature and input example). The model version is created
-with its complete lineage tags in the same call, then gets the ``challenger`` alias;
+with its lineage tags and its model card (``pipeline.model_card``, the version's
+description) in the same call, then gets the ``challenger`` alias;
 only when the gate passed does the release alias move, last and in one call, so a
 crash at any earlier point leaves the previous champion serving (docs/contracts.md).
 The release alias is ``champion`` on the laptop loop, whose deploy and smoke test follow
@@ -23,11 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.mlflow_ui import classic_experiment
+from pipeline.model_card import model_card
 from pipeline.registry import CANDIDATE, CHALLENGER, CHAMPION, GATE_CHAMPION_TAG, PENDING, REPLACED_TAG, SMOKE_TAG
 from pipeline.schema import FEATURES, LABEL, NULLABLE_FEATURES, NUMERIC_FEATURES, REPO_ROOT
 
 if TYPE_CHECKING:
     import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models.model import ModelInfo
     from mlflow.models.signature import ModelSignature
 
 BASELINE_ARTIFACT = "monitoring/baseline.parquet"
@@ -41,7 +47,8 @@ LINEAGE_TAGS = (
     "gate_report",
     "baseline_uri",
 )
-"""Tags every model version must carry (plus ``param.*`` and ``metric.*``)."""
+"""Tags every model version must carry. Parameters and metrics are not copied into tags:
+they live on the version's run (``run_id``) as params and metrics, and in the model card."""
 SKOPS_TRUSTED_TYPES = ("xgboost.core.Booster", "xgboost.sklearn.XGBClassifier")
 """Types skops may load besides sklearn's own; saved in the MLmodel file, so a plain
 ``mlflow.sklearn.load_model`` trusts exactly these and nothing else."""
@@ -140,10 +147,6 @@ def _pip_requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("mlflow", "scikit-learn", "xgboost", "pandas", "numpy", "skops")]
 
 
-def _flat(prefix: str, values: dict[str, Any]) -> dict[str, str]:
-    return {f"{prefix}.{k}": str(v) for k, v in values.items()}
-
-
 def register(candidate: Candidate, *, tracking_uri: str, artifact_location: str | None) -> Registered:
     """Log, register and alias the candidate; promote it to champion only if the gate passed.
 
@@ -163,12 +166,7 @@ def _register(candidate: Candidate, *, tracking_uri: str, artifact_location: str
     from pipeline.steps.evaluate import predict_proba
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    experiment = client.get_experiment_by_name(candidate.model_name)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(candidate.model_name, artifact_location=artifact_location)
-    )
+    experiment_id = classic_experiment(client, candidate.model_name, artifact_location)
     passed = bool(candidate.gate["passed"])
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"candidate-{candidate.candidate_key[:12]}") as run:
         mlflow.log_params({k: str(v)[:500] for k, v in candidate.params.items()})
@@ -218,8 +216,9 @@ def _register(candidate: Candidate, *, tracking_uri: str, artifact_location: str
         artifact_uri = run.info.artifact_uri.rstrip("/")
         gate_report_uri = f"{artifact_uri}/gate/gate_report.json"
         baseline_uri = f"{artifact_uri}/{BASELINE_ARTIFACT}"
+        commit = git_commit()
         tags = {
-            "git_commit": git_commit(),
+            "git_commit": commit,
             "data_digest": candidate.data_digest,
             "data_source": candidate.data_source,
             "holdout_digest": candidate.holdout_digest,
@@ -228,8 +227,6 @@ def _register(candidate: Candidate, *, tracking_uri: str, artifact_location: str
             "baseline_uri": baseline_uri,
             "candidate_key": candidate.candidate_key,
             "training_device": str(candidate.training.get("device")),
-            **_flat("param", candidate.params),
-            **{f"metric.{k}": f"{v:.6g}" for k, v in candidate.metrics.items()},
         }
         tags[GATE_CHAMPION_TAG] = candidate.champion_version or "none"
         if passed and candidate.deploy_follows:
@@ -238,8 +235,11 @@ def _register(candidate: Candidate, *, tracking_uri: str, artifact_location: str
         if not passed:
             tags["gate_reasons"] = " | ".join(candidate.gate.get("reasons", []))[:4900]
         tags.update(candidate.extra_tags)
-        # Tags in the create call: a version never exists without its lineage.
-        version = mlflow.register_model(info.model_uri, candidate.model_name, tags=tags)
+        # Tags and card in the create call: a version never exists without its lineage.
+        version = _create_version(
+            client, candidate.model_name, info, run.info.run_id, tags,
+            model_card(candidate, run_id=run.info.run_id, git_commit=commit),
+        )
     client.set_registered_model_alias(candidate.model_name, CHALLENGER, version.version)
     if passed:
         # Last write of the run, one call: until here the previous champion still serves.
@@ -252,6 +252,36 @@ def _register(candidate: Candidate, *, tracking_uri: str, artifact_location: str
         baseline_uri=baseline_uri,
         alias=candidate.release_alias if passed else None,
     )
+
+
+def _create_version(
+    client: MlflowClient, name: str, info: ModelInfo, run_id: str, tags: dict[str, str], description: str
+) -> ModelVersion:
+    """Create the version with its tags and description in one call.
+
+    ``mlflow.register_model`` takes tags but no description, so this does what it does
+    with the public client: create the registered model when it is new, create the
+    version from the logged model, and link the logged model to the version (the
+    ``mlflow.modelVersions`` tag the UI's model page reads).
+    """
+    import json
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as error:
+        if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    version = client.create_model_version(
+        name, source=info.model_uri, run_id=run_id, tags=tags, description=description, model_id=info.model_id
+    )
+    logged = client.get_logged_model(info.model_id)
+    links = json.loads(logged.tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
+    links.append({"name": name, "version": version.version})
+    client.set_logged_model_tags(info.model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(links)})
+    return version
 
 
 def load_champion_model(tracking_uri: str, model_name: str, version: str) -> Any:

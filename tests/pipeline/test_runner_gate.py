@@ -53,14 +53,25 @@ def test_first_model_is_promoted_with_complete_lineage(champion_store) -> None:
     client = _client(store)
     version = client.get_model_version("adult-income", "1")
     assert set(LINEAGE_TAGS) <= set(version.tags)
-    assert any(k.startswith("param.train.") for k in version.tags)
-    assert any(k.startswith("metric.holdout_roc_auc") for k in version.tags)
+    # A few structured tags; parameters and metrics are the run's, not copied into tags.
+    assert not [k for k in version.tags if k.startswith(("param.", "metric."))], version.tags
+    assert len(version.tags) <= 15, sorted(version.tags)
     assert set(client.get_registered_model("adult-income").aliases) == {"champion", "challenger"}
     run = client.get_run(version.run_id)
+    assert 0.5 < run.data.metrics["holdout_roc_auc"] <= 1 and "train.max_depth" in run.data.params
+    card = version.description
+    assert card.startswith("# adult-income: candidate") and "**Gate: passed** with no champion" in card
+    assert version.tags["data_digest"] in card and version.tags["git_commit"] in card and version.run_id in card
+    assert f"{run.data.metrics['holdout_roc_auc']:.4f}" in card and "## Slices" in card and "## Fairness" in card
     contexts = {t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}
     assert {"training", "validation", "holdout"} <= contexts
+    from pipeline.plots import GATE_PLOT_FILES
+
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert {"plots/roc_curve.png", "plots/confusion_matrix.png", "plots/slice_metrics.png"} <= artifacts
+    # The first model has no champion, so no bootstrap picture (docs/pipeline.md, "Pictures").
+    assert artifacts == {f"plots/{name}" for name in GATE_PLOT_FILES} - {"plots/bootstrap_auc_difference.png"}
+    logged = Path(run.info.artifact_uri.removeprefix("file://")) / "plots"
+    assert all((logged / Path(a).name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for a in artifacts)
     baseline = Path(version.tags["baseline_uri"].removeprefix("file://"))
     frame = pd.read_parquet(baseline)
     assert {"label", "prediction", "age"} <= set(frame.columns) and frame["prediction"].between(0, 1).all()
@@ -93,6 +104,8 @@ def _refused(result, store: LocalStore, champion_before: str) -> None:
     refused = client.get_model_version("adult-income", result.model_version)
     assert refused.tags["gate_passed"] == "false"
     assert set(LINEAGE_TAGS) <= set(refused.tags)
+    assert "**Gate: refused** against champion v" + champion_before in refused.description
+    assert all(reason[:200] in refused.description for reason in result.reasons)
     assert str(client.get_model_version_by_alias("adult-income", "challenger").version) == result.model_version
     report = json.loads(Path(refused.tags["gate_report"].removeprefix("file://")).read_text())
     assert report["passed"] is False and report["reasons"] == result.reasons
@@ -105,6 +118,8 @@ def test_worse_challenger_is_refused(champion_store) -> None:
     result = run_pipeline(replace(config, hyperparameters=weak, gate=GateThresholds(min_roc_auc=0.6)), progress=QUIET)
     _refused(result, store, before)
     assert any(r.startswith("paired bootstrap:") for r in result.reasons), result.reasons
+    run_id = _client(store).get_model_version("adult-income", result.model_version).run_id
+    assert "plots/bootstrap_auc_difference.png" in {a.path for a in _client(store).list_artifacts(run_id, "plots")}
 
 
 def test_slice_regression_is_refused(champion_store, adult_sample: pd.DataFrame, tmp_path: Path) -> None:

@@ -91,6 +91,10 @@ def test_register_makes_a_candidate_never_the_champion(chain: Path, tmp_path: Pa
         client.get_model_version_by_alias("adult-income", "champion")
     registration = json.loads((tmp_path / "registered/registration.json").read_text())
     assert registration["promoted"] is True and registration["alias"] == "candidate"
+    # The SageMaker path writes the same card from the full gate report, in the create call.
+    assert "commit `0123abc`" in version.description and "## Slices" in version.description
+    assert "became the release `candidate`" in version.description
+    assert "plots/roc_curve.png" in {a.path for a in client.list_artifacts(version.run_id, "plots")}
 
 
 def test_register_refuses_a_registry_that_does_not_exist(tmp_path: Path, capsys) -> None:

@@ -184,11 +184,11 @@ def registry(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 trained.model, name="model", pip_requirements=["scikit-learn"], skops_trusted_types=["numpy.dtype"]
             )
             mlflow.log_artifact(str(baseline_file), artifact_path="monitoring")
+            mlflow.log_metric("holdout_roc_auc", 0.9)
             artifact_uri = run.info.artifact_uri
         client.create_registered_model(MODEL_NAME)
         v1 = client.create_model_version(MODEL_NAME, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
         client.set_model_version_tag(MODEL_NAME, v1.version, "baseline_uri", f"{artifact_uri}/monitoring/baseline.parquet")
-        client.set_model_version_tag(MODEL_NAME, v1.version, "metric.roc_auc", "0.9")
         client.set_registered_model_alias(MODEL_NAME, "champion", v1.version)
         v2 = client.create_model_version(MODEL_NAME, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
         client.set_registered_model_alias(MODEL_NAME, "bare", v2.version)

@@ -193,3 +193,17 @@ def test_capture_retention_prunes_old_files_before_the_window(registry, captures
     assert report["capture"]["rows"] == 600, "the pruned file's rows were still judged"
     assert any("pruned 1 capture file" in note for note in report["notes"])
     assert monitor(registry, tmp_path, "--capture", "s3://bucket/capture/", "--capture-retention-days", "7") == ExitCode.USAGE
+
+
+def test_a_later_window_draws_drift_over_time_and_logs_it(registry, captures, tmp_path, capsys) -> None:
+    assert monitor(registry, tmp_path, "--capture", str(captures["calm"])) == ExitCode.OK
+    assert monitor(registry, tmp_path, "--capture", str(captures["moved"])) == ExitCode.DRIFT_DETECTED
+    latest = sorted((tmp_path / "reports" / "monitor").iterdir())[-1]
+    picture = latest / "psi_history.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "psi_history" in json.loads((latest / "report.json").read_text())["plots"][1]
+    from mlflow import MlflowClient
+
+    run_id = capsys.readouterr().out.split("mlflow run: ")[-1].split()[0]
+    artifacts = {a.path for a in MlflowClient(tracking_uri=registry.tracking_uri).list_artifacts(run_id, "monitor_report")}
+    assert "monitor_report/psi_history.png" in artifacts
