@@ -20,7 +20,7 @@ UV := $(UV_VENV)/bin/uv
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test serve lock bootstrap-uv clean-store image-tools images image-test
+.PHONY: run test lint serve lock bootstrap-uv clean-store image-tools images image-test
 
 run: $(VENV)/.installed
 	$(PY) -m pipeline run
@@ -30,6 +30,11 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(PARLIAMENT_VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff and mypy, configured in pyproject.toml and pinned in the test extra; no network.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bootstrap-uv:
 	@$(UV) --version 2>/dev/null | grep -q " $(UV_VERSION)" || { \
