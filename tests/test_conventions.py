@@ -33,3 +33,48 @@ def test_ruff_reports_a_defect_it_is_configured_for(tmp_path: Path) -> None:
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "B006" in result.stdout
+
+
+def _pre_commit(repo: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PRE_COMMIT_HOME": str(home / "pre-commit")}
+    return subprocess.run([sys.executable, "-m", "pre_commit", *args], capture_output=True, text=True,
+                          timeout=120, cwd=repo, env=env)
+
+
+def test_pre_commit_config_is_valid_and_offline(tmp_path: Path) -> None:
+    """Every hook is local and runs a tool the venv has: nothing is cloned from a hook repo."""
+    import yaml
+
+    path = ROOT / ".pre-commit-config.yaml"
+    assert _pre_commit(ROOT, tmp_path, "validate-config", str(path)).returncode == 0
+    config = yaml.safe_load(path.read_text())
+    hooks = [(repo["repo"], hook) for repo in config["repos"] for hook in repo["hooks"]]
+    assert {hook["id"] for _, hook in hooks} == {"ruff", "mypy"}
+    for repo, hook in hooks:
+        assert (repo, hook["language"]) == ("local", "system"), hook["id"]
+        executable = hook["entry"].split()[0]
+        assert executable.startswith(".venv/bin/"), f"{hook['id']}: {executable} is not the venv's tool"
+        assert (Path(sys.executable).parent / Path(executable).name).exists(), f"{executable} is not installed"
+
+
+def test_pre_commit_ruff_hook_stops_a_commit_with_a_finding(tmp_path: Path) -> None:
+    """The ruff hook, run by pre-commit in a scratch repository, refuses a file with an
+    unused import and passes once it is fixed."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in (".pre-commit-config.yaml", "pyproject.toml"):
+        (repo / name).write_text((ROOT / name).read_text())
+    (repo / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    (repo / "module.py").write_text("import os\n")
+    git = {"cwd": repo, "check": True, "capture_output": True, "timeout": 30}
+    subprocess.run(["git", "init", "-q"], **git)
+    subprocess.run(["git", "add", "module.py", "pyproject.toml", ".pre-commit-config.yaml"], **git)
+
+    refused = _pre_commit(repo, tmp_path, "run", "ruff", "--all-files")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "F401" in refused.stdout and "module.py:1:8" in refused.stdout
+
+    (repo / "module.py").write_text("import os\n\nprint(os.sep)\n")
+    subprocess.run(["git", "add", "module.py"], **git)
+    passed = _pre_commit(repo, tmp_path, "run", "ruff", "--all-files")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
