@@ -78,3 +78,22 @@ def test_pre_commit_ruff_hook_stops_a_commit_with_a_finding(tmp_path: Path) -> N
     subprocess.run(["git", "add", "module.py"], **git)
     passed = _pre_commit(repo, tmp_path, "run", "ruff", "--all-files")
     assert passed.returncode == 0, passed.stdout + passed.stderr
+
+
+def test_every_lock_pins_every_package_with_hashes() -> None:
+    """Each lock `make` installs from names one version and its sha256 hashes per package,
+    and `make` installs it with --require-hashes (a tampered download is refused)."""
+    import re
+
+    makefile = (ROOT / "Makefile").read_text()
+    for name in ("requirements.lock", "requirements-checkov.lock", "requirements-parliament.lock"):
+        text = (ROOT / name).read_text()
+        # One requirement per block: "name==version \" followed by its "--hash=" lines.
+        blocks = re.split(r"\n(?=[A-Za-z0-9])", re.sub(r"^(#.*\n)+", "", text))
+        assert blocks, name
+        for block in blocks:
+            requirement = block.split()[0]
+            assert "==" in requirement, f"{name}: {requirement} is not pinned to one version"
+            assert "--hash=sha256:" in block, f"{name}: {requirement} has no hash"
+        assert re.search(rf"pip sync [^\n]*--require-hashes[^\n]*{re.escape(name)}", makefile), \
+            f"the Makefile installs {name} without --require-hashes"
