@@ -20,7 +20,7 @@ UV := $(UV_VENV)/bin/uv
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test serve lock bootstrap-uv clean-store image-tools images image-test
+.PHONY: run test lint serve lock bootstrap-uv clean-store image-tools images image-test
 
 run: $(VENV)/.installed
 	$(PY) -m pipeline run
@@ -31,6 +31,11 @@ serve: $(VENV)/.installed
 test: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(PARLIAMENT_VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# ruff and mypy, configured in pyproject.toml and pinned in the test extra; no network.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
 bootstrap-uv:
 	@$(UV) --version 2>/dev/null | grep -q " $(UV_VERSION)" || { \
 	  $(PYTHON) -m venv $(UV_VENV) && \
@@ -40,7 +45,7 @@ bootstrap-uv:
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@$(MAKE) --no-print-directory bootstrap-uv
 	$(UV) venv -q --allow-existing $(VENV) --python $(PYTHON)
-	$(UV) pip sync -q --python $(VENV)/bin/python requirements.lock
+	$(UV) pip sync -q --require-hashes --python $(VENV)/bin/python requirements.lock
 	$(UV) pip install -q --python $(VENV)/bin/python --no-deps -e .
 	@touch $@
 
@@ -48,7 +53,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 $(CHECKOV_VENV)/.installed: requirements-checkov.lock
 	@$(MAKE) --no-print-directory bootstrap-uv
 	$(UV) venv -q --allow-existing $(CHECKOV_VENV) --python $(PYTHON)
-	$(UV) pip sync -q --python $(CHECKOV_VENV)/bin/python requirements-checkov.lock
+	$(UV) pip sync -q --require-hashes --python $(CHECKOV_VENV)/bin/python requirements-checkov.lock
 	@touch $@
 
 # parliament (the IAM checker, infra/iam_check.py) too: it needs boto3 and setuptools pins
@@ -56,13 +61,16 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.lock
 $(PARLIAMENT_VENV)/.installed: requirements-parliament.lock
 	@$(MAKE) --no-print-directory bootstrap-uv
 	$(UV) venv -q --allow-existing $(PARLIAMENT_VENV) --python $(PYTHON)
-	$(UV) pip sync -q --python $(PARLIAMENT_VENV)/bin/python requirements-parliament.lock
+	$(UV) pip sync -q --require-hashes --python $(PARLIAMENT_VENV)/bin/python requirements-parliament.lock
 	@touch $@
 
+# Without --upgrade, uv keeps every version the existing lock pins and resolves only what
+# is new; --generate-hashes records every artifact's sha256, and `uv pip sync
+# --require-hashes` refuses a download that does not match.
 lock: bootstrap-uv
-	$(UV) pip compile pyproject.toml --extra test --python-version 3.11 -q -o requirements.lock
-	$(UV) pip compile requirements-checkov.in --python-version 3.11 -q -o requirements-checkov.lock
-	$(UV) pip compile requirements-parliament.in --python-version 3.11 -q -o requirements-parliament.lock
+	$(UV) pip compile pyproject.toml --extra test --python-version 3.11 --generate-hashes -q -o requirements.lock
+	$(UV) pip compile requirements-checkov.in --python-version 3.11 --generate-hashes -q -o requirements-checkov.lock
+	$(UV) pip compile requirements-parliament.in --python-version 3.11 --generate-hashes -q -o requirements-parliament.lock
 	$(UV) pip compile infra/mlflow/requirements.in -c requirements.lock --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --generate-hashes -q -o infra/mlflow/requirements.lock
 

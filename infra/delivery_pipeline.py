@@ -282,7 +282,7 @@ class DeliveryPipeline(pulumi.ComponentResource):
                                      topic_key_arn=tk, alarm_names=list(args.serving_alarm_names),
                                      subnet_ids=list(subnets), security_group_id=sg),
                 tags=tags, opts=here)
-            variables = [{"name": "PULUMI_STACK", "value": args.stack, "type": "PLAINTEXT"},
+            variables: list[dict[str, Any]] = [{"name": "PULUMI_STACK", "value": args.stack, "type": "PLAINTEXT"},
                          {"name": "MODEL_NAME", "value": args.model_name, "type": "PLAINTEXT"}]
             variables += [{"name": var, "value": env_values[var],
                            "type": "SECRETS_MANAGER" if var in SECRET_ENV else "PLAINTEXT"}

@@ -187,8 +187,8 @@ class MlflowServer(pulumi.ComponentResource):
             opts=here)
         aws.secretsmanager.SecretVersion(
             f"{name}-credentials-value", secret_id=credentials.id,
-            secret_string=pulumi.Output.secret(pulumi.Output.from_input(args.admin_password).apply(
-                lambda pw: json.dumps({"username": args.admin_user, "password": pw}))),
+            secret_string=pulumi.Output.secret(args.admin_password).apply(
+                lambda pw: json.dumps({"username": args.admin_user, "password": pw})),
             opts=here)
         self.credentials_secret_arn = credentials.arn
 
@@ -213,8 +213,7 @@ class MlflowServer(pulumi.ComponentResource):
         k8s.core.v1.Secret(f"{name}-flask", metadata={"name": "mlflow-flask",
                                                       "namespace": ns_name},
                            string_data={"secret-key": pulumi.Output.secret(
-                               pulumi.Output.from_input(args.admin_password).apply(
-                                   flask_secret_key))},
+                               args.admin_password).apply(flask_secret_key)},
                            opts=k8s_opts)
         labels = {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/part-of": "mlops-platform"}
         # Created before the Deployment: its NLB name is one of the Host headers MLflow

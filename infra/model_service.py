@@ -240,9 +240,8 @@ class ModelService(pulumi.ComponentResource):
         # the password out of the environment (CKV_K8S_35).
         k8s.core.v1.Secret(f"{name}-mlflow-credentials", metadata={
             "name": "mlflow-credentials", "namespace": ns_name},
-            string_data={"credentials": pulumi.Output.secret(
-                pulumi.Output.from_input(args.mlflow_admin_password).apply(
-                    lambda pw: mlflow_credentials_file(args.mlflow_admin_user, pw)))},
+            string_data={"credentials": pulumi.Output.secret(args.mlflow_admin_password).apply(
+                lambda pw: mlflow_credentials_file(args.mlflow_admin_user, pw))},
             opts=k8s_opts)
 
         gpus = 1 if s.pool == "gpu" else 0

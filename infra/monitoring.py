@@ -194,7 +194,7 @@ class Monitoring(pulumi.ComponentResource):
         for index, spec in enumerate(shapes):
             dimensions: pulumi.Input[dict[str, str]] = spec.dimensions
             if spec.namespace == CONTAINER_INSIGHTS:
-                dimensions = specs_out.apply(lambda specs, i=index: specs[i].dimensions)
+                dimensions = specs_out[index].dimensions  # Output lifts [] and ., binding this index now
             alarm = aws.cloudwatch.MetricAlarm(
                 f"{name}-{spec.key}", name=alarm_name(args.prefix, spec.key),
                 alarm_description=spec.description, namespace=spec.namespace,
@@ -211,7 +211,7 @@ class Monitoring(pulumi.ComponentResource):
         for rule_key in ("codepipeline-failed", "sagemaker-failed"):
             rule = aws.cloudwatch.EventRule(
                 f"{name}-{rule_key}", description=f"Notify on {rule_key.replace('-', ' ')} runs",
-                event_pattern=patterns.apply(lambda p, k=rule_key: p[k]), tags=tags, opts=here)
+                event_pattern=patterns[rule_key], tags=tags, opts=here)
             aws.cloudwatch.EventTarget(f"{name}-{rule_key}-to-sns", rule=rule.name,
                                        arn=topic.arn, opts=here)
 

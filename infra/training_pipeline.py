@@ -12,9 +12,9 @@ in the private subnets so they reach MLflow's internal endpoint and nothing publ
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -31,13 +31,13 @@ DefinitionBuilder = Callable[[str, str], pulumi.Input[str]]
 class TrainingPipelineArgs:
     """The definition (or its builder) and what the pipeline's role may touch."""
 
-    definition: Union[pulumi.Input[str], DefinitionBuilder]
+    definition: pulumi.Input[str] | DefinitionBuilder
     prefix: str
     region: str
     account_id: pulumi.Input[str]
     bucket_arn: pulumi.Input[str]
     kms_key_arn: pulumi.Input[str]
-    repository_arns: list[pulumi.Input[str]]
+    repository_arns: Sequence[pulumi.Input[str]]
     credentials_secret_arn: pulumi.Input[str]
     vpc_id: pulumi.Input[str]
     vpc_cidr: str

@@ -58,7 +58,7 @@ def _kind(path: Path) -> str:
 class _CountingReader(io.RawIOBase):
     """A read-only stream that raises once more than ``limit`` bytes have come through."""
 
-    def __init__(self, inner: IO[bytes], limit: int, path: Path) -> None:
+    def __init__(self, inner: io.BufferedIOBase | io.RawIOBase, limit: int, path: Path) -> None:
         self.inner, self.limit, self.path, self.count = inner, limit, path, 0
 
     def readable(self) -> bool:
@@ -76,7 +76,7 @@ class _CountingReader(io.RawIOBase):
         return len(data)
 
 
-def _decompressed(path: Path) -> IO[bytes]:
+def _decompressed(path: Path) -> io.BufferedIOBase | io.RawIOBase:
     name = path.name.lower()
     if name.endswith(".gz"):
         return gzip.open(path, "rb")
@@ -146,7 +146,12 @@ def _duplicate_header(path: Path, limit: int) -> list[str]:
         first = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="").readline()
     names = next(csv.reader([first]), [])
     seen: set[str] = set()
-    return list(dict.fromkeys(n for n in names if n in seen or seen.add(n)))
+    repeated = []
+    for name in names:
+        if name in seen:
+            repeated.append(name)
+        seen.add(name)
+    return list(dict.fromkeys(repeated))
 
 
 def _check_parquet(path: Path, limit: int) -> None:

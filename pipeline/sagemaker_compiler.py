@@ -248,11 +248,11 @@ def _validate_sdk_config_once() -> Iterator[None]:
             original.__func__(sagemaker_config)
             seen.add(key)
 
-    SageMakerConfig.validate_sagemaker_config = staticmethod(validate_once)  # type: ignore[method-assign]
+    SageMakerConfig.validate_sagemaker_config = staticmethod(validate_once)
     try:
         yield
     finally:
-        SageMakerConfig.validate_sagemaker_config = original  # type: ignore[method-assign]
+        SageMakerConfig.validate_sagemaker_config = original
 
 
 def _region_of(spec: PipelineSpec) -> str:

@@ -199,8 +199,9 @@ class ServingApp:
     def serve_model(self, model: LoadedModel, emf: EmfPublisher | None = None, pool: ScoringPool | None = None) -> None:
         """Start answering for ``model``: from here ``/ping`` is 200 (unless draining)."""
         self.emf = emf
+        capture = self.capture
         self.metrics = ServingMetrics(model.name, model.version, model.baseline_predictions, sink=emf,
-                                      capture_lost=(lambda: self.capture.lost) if self.capture is not None else None)
+                                      capture_lost=(lambda: capture.lost) if capture is not None else None)
         if emf is not None:
             self.metrics.registry.register(emf.collector())
         self.pool = pool if pool is not None else ScoringPool(model, self.settings.workers)

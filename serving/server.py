@@ -268,6 +268,8 @@ class ServingServer:
         self.sock = sock
         self.exit_code = EXIT_OK
         self._stop_loading = threading.Event()
+        # The loop keeps only weak references to tasks: one nobody holds can be collected mid-run.
+        self._accepting: set[asyncio.Task[Any]] = set()
         limits = replace(options.transport, max_connections=connection_cap(options.transport.max_connections))
         config = uvicorn.Config(
             app,
@@ -434,7 +436,9 @@ class ServingServer:
             except OSError:  # EAGAIN: the backlog is empty
                 break
             conn.setblocking(False)
-            loop.create_task(loop.connect_accepted_socket(protocol, conn))
+            task = loop.create_task(loop.connect_accepted_socket(protocol, conn))
+            self._accepting.add(task)
+            task.add_done_callback(self._accepting.discard)
             count += 1
         return count
 

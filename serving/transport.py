@@ -69,7 +69,7 @@ class GuardedH11Protocol(H11Protocol):
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._arm_header_timer()
         if len(self.connections) > self.limits.max_connections:

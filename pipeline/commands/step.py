@@ -100,7 +100,7 @@ def run_validate(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
 
     _expect(inputs, 1, 1, "validate")
     raw = _take(params, ValidationThresholds.__dataclass_fields__)
-    thresholds = ValidationThresholds(**{k: int(float(v)) if k == "min_rows" else float(v) for k, v in raw.items()})
+    thresholds = ValidationThresholds(**{k: int(float(v)) if k == "min_rows" else float(v) for k, v in raw.items()})  # type: ignore[arg-type]
     path = _data_file(inputs[0])
     try:
         frame = load_dataset(path)
@@ -122,7 +122,7 @@ def run_split(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
 
     _expect(inputs, 1, 1, "split")
     raw = _take(params, SplitParams.__dataclass_fields__)
-    split_params = SplitParams(**{k: (v if k == "salt" else float(v)) for k, v in raw.items()})
+    split_params = SplitParams(**{k: (v if k == "salt" else float(v)) for k, v in raw.items()})  # type: ignore[arg-type]
     parts = split(load_dataset(_data_file(inputs[0])), split_params)
     for name in ("train", "validation", "holdout"):
         (out / name).mkdir(parents=True, exist_ok=True)

@@ -270,9 +270,9 @@ def rehearse(config: RehearsalConfig, print_line: Callable[[str], None] = print)
     if exit_code != ExitCode.OK:
         restore_aliases(tracking_uri, model_name, before)
     after = aliases(tracking_uri, model_name)
-    failed = next((o for o in outcomes if o.status == "failed"), None)
-    if failed:
-        print_line(f"release stopped at stage {failed.stage!r}: {failed.detail}")
+    stopped = next((o for o in outcomes if o.status == "failed"), None)
+    if stopped:
+        print_line(f"release stopped at stage {stopped.stage!r}: {stopped.detail}")
         print_line(f"registry aliases: {after} (before: {before}); the previous champion keeps serving")
     else:
         print_line(f"release rehearsed: aliases {after} (before: {before})")

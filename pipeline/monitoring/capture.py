@@ -261,7 +261,8 @@ class _Reservoir:
     """Vitter's algorithm R: a uniform sample of at most ``size`` items from a stream."""
 
     def __init__(self, size: int, rng: random.Random) -> None:
-        self.size, self.rng, self.seen, self.items = size, rng, 0, []
+        self.size, self.rng, self.seen = size, rng, 0
+        self.items: list[Any] = []
 
     def slot(self) -> int | None:
         """Count one more item; where to store it, or None to drop it. Asking before
@@ -307,7 +308,7 @@ def _records(window: CaptureWindow, files: Iterable[tuple[str, Any]]) -> Iterato
                         continue
                     window.lines += 1
                     problem = f"line longer than {MAX_LINE_BYTES} bytes" if raw is None else None
-                    record = None
+                    record: Any = None
                     if raw is not None:
                         try:
                             record = json.loads(raw)

@@ -85,6 +85,7 @@ def evaluate_performance(
         why = "a single class" if live_auc is None else f"fewer than min_labelled_rows={thresholds.min_labelled_rows}"
         return Performance("insufficient", count, live_auc, note=f"{count} labelled rows, {why}: performance not judged")
     has_baseline_labels = LABEL in baseline.columns and "prediction" in baseline.columns
+    reference: float | None
     if holdout_roc_auc is not None:
         reference, source = holdout_roc_auc, "model version holdout metric"
     elif has_baseline_labels:

@@ -57,7 +57,7 @@ def plot_psi(items: Sequence[FeatureDrift], limit: float, path: Path) -> Path:
     compared = [f for f in items if f.psi is not None]
     figure = _figure(7.0, max(3.0, 0.35 * len(compared) + 1.0))
     axes = figure.add_subplot()
-    axes.barh([f.feature for f in compared], [f.psi for f in compared],
+    axes.barh([f.feature for f in compared], [f.psi or 0.0 for f in compared],
               color=["tab:red" if f.drifted else "tab:blue" for f in compared])
     axes.axvline(limit, color="black", linestyle="--", label=f"limit {limit}")
     axes.set_xlabel("PSI (live vs baseline); red: drifted (PSI over the limit and the test rejects)")
@@ -120,8 +120,8 @@ def plot_distribution(item: FeatureDrift, baseline: pd.Series, live: pd.Series, 
         both = np.concatenate([b_values, a_values])
         low, high = (np.quantile(both, [0.005, 0.995]) if both.size else (0.0, 1.0))
         bins = np.linspace(low, high if high > low else low + 1.0, 41)
-        axes.hist(np.clip(b_values, bins[0], bins[-1]), bins=bins, density=True, alpha=0.5, label="baseline")
-        axes.hist(np.clip(a_values, bins[0], bins[-1]), bins=bins, density=True, alpha=0.5, label="live")
+        axes.hist(np.clip(b_values, bins[0], bins[-1]), bins=list(bins), density=True, alpha=0.5, label="baseline")
+        axes.hist(np.clip(a_values, bins[0], bins[-1]), bins=list(bins), density=True, alpha=0.5, label="live")
         axes.set_ylabel("density")
     psi = "n/a" if item.psi is None else f"{item.psi:.3f}"
     axes.set_title(f"{item.feature}: PSI {psi}, {item.test.upper()} p={item.p_value if item.p_value is not None else float('nan'):.2g}")

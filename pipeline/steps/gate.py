@@ -32,6 +32,13 @@ class GateThresholds:
     0.93 AUC with an equal-opportunity gap across sex near 0.06 and a demographic-parity
     gap near 0.18 (the two groups' base rates differ by about 0.19, so parity is bounded
     loosely and equal opportunity tightly).
+
+    A fairness gap is judged only across groups with enough support: a group with fewer
+    than ``min_fairness_group_rows`` rows is left out of the demographic-parity gap, one
+    with fewer than ``min_fairness_group_positives`` positives out of the equal-opportunity
+    gap (a true-positive rate over 4 positives moves by 0.25 per row). When fewer than two
+    groups remain, that gap is reported as not judged, naming the thin groups, and is no
+    refusal.
     """
 
     min_roc_auc: float = 0.85
@@ -43,6 +50,8 @@ class GateThresholds:
     min_slice_positives: int = 20
     max_equal_opportunity_difference: float = 0.15
     max_demographic_parity_difference: float = 0.30
+    min_fairness_group_rows: int = 30
+    min_fairness_group_positives: int = 20
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -53,7 +62,8 @@ class GateThresholds:
         if self.bootstrap_samples < 100:
             raise ValueError(f"bootstrap_samples must be >= 100, got {self.bootstrap_samples}")
         for name in ("auc_tolerance", "slice_tolerance", "max_equal_opportunity_difference",
-                     "max_demographic_parity_difference"):
+                     "max_demographic_parity_difference", "min_fairness_group_rows",
+                     "min_fairness_group_positives"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -136,6 +146,7 @@ class GateReport:
             f"(bound {self.thresholds['max_equal_opportunity_difference']})",
             f"- demographic-parity difference: {_fmt(f['demographic_parity_difference'])} "
             f"(bound {self.thresholds['max_demographic_parity_difference']})",
+        ] + [f"- {note}" for note in f.get("notes", [])] + [
             "",
             "## Thresholds",
             "",
@@ -248,6 +259,46 @@ def _slice_table(
     return table
 
 
+_FAIRNESS_SUPPORT = (
+    # gap, per-group rate, count it rests on, GateThresholds field with its minimum
+    ("demographic_parity_difference", "selection_rate", "rows", "min_fairness_group_rows"),
+    ("equal_opportunity_difference", "true_positive_rate", "positives", "min_fairness_group_positives"),
+)
+
+
+def supported_fairness(fairness: dict[str, Any], thresholds: GateThresholds) -> tuple[dict[str, Any], set[str]]:
+    """The fairness gaps over the groups with enough support, and the gaps not judged.
+
+    A group below its minimum is left out of a gap and named in ``notes``; a gap with
+    fewer than two supported groups left is NaN and returned among the not judged, which
+    the gate reports instead of refusing. Groups at or above every minimum leave the
+    evaluation's figures unchanged.
+    """
+    import math
+
+    judged = dict(fairness)
+    notes: list[str] = []
+    unjudged: set[str] = set()
+    groups: dict[str, dict[str, Any]] = fairness.get("groups", {})
+    for gap, rate, count, field in _FAIRNESS_SUPPORT:
+        minimum = getattr(thresholds, field)
+        thin = {g: v[count] for g, v in groups.items() if v.get(count, minimum) < minimum}
+        if not thin:
+            continue
+        rates = [v[rate] for g, v in groups.items() if g not in thin and not math.isnan(v[rate])]
+        named = ", ".join(f"group {g!r} has {n} {count}" for g, n in sorted(thin.items()))
+        why = f"too few to judge (needs >= {minimum}, {field})"
+        if len(rates) >= 2:
+            judged[gap] = max(rates) - min(rates)
+            notes.append(f"{gap}: {named}: {why}; left out of the gap")
+        else:
+            judged[gap] = float("nan")
+            unjudged.add(gap)
+            notes.append(f"{gap} not judged: {named}: {why}; not a refusal")
+    judged["notes"] = notes
+    return judged, unjudged
+
+
 def judge(
     holdout: pd.DataFrame,
     challenger_proba: np.ndarray,
@@ -299,15 +350,15 @@ def judge(
                 f"champion {s['champion_roc_auc']:.4f} ({s['change']:+.4f}, tolerance -{thresholds.slice_tolerance})"
             )
 
-    fairness = challenger.fairness
+    fairness, unjudged = supported_fairness(challenger.fairness, thresholds)
     eo = fairness["equal_opportunity_difference"]
     dp = fairness["demographic_parity_difference"]
-    if not eo <= thresholds.max_equal_opportunity_difference:
+    if "equal_opportunity_difference" not in unjudged and not eo <= thresholds.max_equal_opportunity_difference:
         reasons.append(
             f"fairness: equal-opportunity difference across {SENSITIVE_ATTRIBUTE} is {eo:.4f}, "
             f"above the bound {thresholds.max_equal_opportunity_difference}"
         )
-    if not dp <= thresholds.max_demographic_parity_difference:
+    if "demographic_parity_difference" not in unjudged and not dp <= thresholds.max_demographic_parity_difference:
         reasons.append(
             f"fairness: demographic-parity difference across {SENSITIVE_ATTRIBUTE} is {dp:.4f}, "
             f"above the bound {thresholds.max_demographic_parity_difference}"
@@ -337,7 +388,7 @@ def refusal(error: BaseException, thresholds: GateThresholds) -> GateReport:
         bootstrap=None,
         slices=[],
         fairness={"attribute": SENSITIVE_ATTRIBUTE, "equal_opportunity_difference": float("nan"),
-                  "demographic_parity_difference": float("nan"), "groups": {}},
+                  "demographic_parity_difference": float("nan"), "groups": {}, "notes": []},
     )
 
 

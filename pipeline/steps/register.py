@@ -186,7 +186,7 @@ def _register(candidate: Candidate, *, tracking_uri: str, artifact_location: str
                 # A local path resolves to two equivalent source classes (MLflow warns and
                 # picks one); the integer-column hint does not apply (see log_model below).
                 warnings.simplefilter("ignore", UserWarning)
-                dataset = mlflow.data.from_pandas(
+                dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]  # mlflow.data setattr()s its constructors at import
                     frame, source=candidate.data_path, targets=LABEL, name=f"adult-{context}"
                 )
                 mlflow.log_input(dataset, context=context, tags={"data_digest": candidate.data_digest})

@@ -77,7 +77,7 @@ def known_prediction(tracking_uri: str, model_name: str, version: str) -> KnownP
         raise ValueError(f"{uri} has no input example; the smoke test needs one to compare against")
     model = mlflow.sklearn.load_model(local)
     proba = model.predict_proba(example)
-    records = [{k: _json_ready(v) for k, v in row.items()} for row in example.astype(object).to_dict(orient="records")]
+    records = [{k: _json_ready(v) for k, v in row.items()} for row in example.astype(object).to_dict(orient="records")]  # type: ignore[attr-defined]  # a DataFrame for an sklearn flavour; MLflow types it as any example
     return KnownPrediction(
         body={"dataframe_records": records},
         predictions=[_json_ready(v) for v in model.classes_[proba.argmax(axis=1)]],

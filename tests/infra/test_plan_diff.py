@@ -10,7 +10,6 @@ each side runs its own commit's program and stack, and how the results are compa
 from __future__ import annotations
 
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from infra import policies
-from infra.gpu_cluster import (CLOUDWATCH_OBSERVABILITY_VERSION, EMF_PORT, cloudwatch_agent_config,
-                               emf_endpoint, emf_log_group_name)
+from infra.gpu_cluster import (CLOUDWATCH_OBSERVABILITY_VERSION, EMF_PORT, emf_endpoint, emf_log_group_name)
 from infra.mocks import Capture
 from infra.model_service import DEPLOY_OWNED_ENV, SERVING_PORT, control_plane_ingress, deploy_ignore_changes
 from infra.naming import subnet_cidrs

@@ -71,7 +71,7 @@ def test_metrics_parsing_and_windows() -> None:
             "# TYPE mlserve_requests_total counter",
             f'mlserve_requests_total{{status="200"}} {ok}',
             f'mlserve_requests_total{{status="500"}} {err}',
-            f'mlserve_requests_total{{status="415"}} 1',
+            'mlserve_requests_total{status="415"} 1',
             "# TYPE mlserve_request_latency_seconds histogram",
         ]
         lines += [f'mlserve_request_latency_seconds_bucket{{le="{le}"}} {n}' for le, n in buckets]

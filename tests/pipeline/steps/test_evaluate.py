@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from pipeline.steps.evaluate import classification_metrics, evaluate, fairness_metrics, roc_auc
@@ -33,3 +34,24 @@ def test_evaluate_refuses_mismatched_lengths(adult_sample: pd.DataFrame) -> None
 
     with pytest.raises(ValueError, match="probabilities"):
         evaluate(adult_sample.head(10), np.zeros(9))
+
+
+def test_fairness_figures_are_pinned_on_a_small_frame() -> None:
+    """Figures worked out by hand: per group, selection rate = predicted positives / rows and
+    true-positive rate = predicted positives among actual positives; a missing attribute is
+    its own group; a group with no positives has no TPR and is left out of that gap."""
+    frame = pd.DataFrame({
+        "sex": ["Male"] * 5 + ["Female"] * 4 + [None] * 3,
+        "label": [1, 1, 1, 0, 0] + [1, 1, 0, 0] + [0, 0, 0],
+    })
+    proba = np.array([0.9, 0.8, 0.2, 0.7, 0.1] + [0.6, 0.3, 0.1, 0.1] + [0.9, 0.2, 0.2])
+    f = fairness_metrics(frame, proba)
+    # Male: predicted 1,1,0,1,0 -> 3/5 selected; positives 3, two caught -> 2/3.
+    # Female: 1,0,0,0 -> 1/4; positives 2, one caught -> 1/2.  <missing>: 1/3; no positives.
+    assert f["groups"] == {
+        "<missing>": {"rows": 3, "positives": 0, "selection_rate": pytest.approx(1 / 3), "true_positive_rate": pytest.approx(float("nan"), nan_ok=True)},
+        "Female": {"rows": 4, "positives": 2, "selection_rate": 0.25, "true_positive_rate": 0.5},
+        "Male": {"rows": 5, "positives": 3, "selection_rate": 0.6, "true_positive_rate": pytest.approx(2 / 3)},
+    }
+    assert f["demographic_parity_difference"] == pytest.approx(0.6 - 0.25)
+    assert f["equal_opportunity_difference"] == pytest.approx(2 / 3 - 0.5)

@@ -105,3 +105,67 @@ def test_thresholds_are_parameters_with_checked_values() -> None:
         GateThresholds.from_mapping({"min_auc": "0.9"})
     with pytest.raises(ValueError, match="confidence"):
         GateThresholds(confidence=1.5)
+
+
+def _thin_female(holdout: pd.DataFrame, proba: np.ndarray, positives: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every male row, and female rows with exactly ``positives`` positives (and 40 negatives),
+    scored so that no female positive is predicted positive: a maximal equal-opportunity gap."""
+    female = (holdout["sex"] == "Female").to_numpy()
+    label = holdout["label"].to_numpy()
+    keep = ~female
+    keep[np.flatnonzero(female & (label == 1))[:positives]] = True
+    keep[np.flatnonzero(female & (label == 0))[:40]] = True
+    unfair = proba.copy()
+    unfair[female] = 0.01
+    return holdout[keep].reset_index(drop=True), unfair[keep]
+
+
+def test_a_fairness_gap_resting_on_a_thin_group_is_not_judged_and_not_refused(scored) -> None:
+    holdout, proba = _thin_female(*scored, positives=4)
+    report = judge(holdout, proba, None, GateThresholds())
+    assert not any(r.startswith("fairness:") for r in report.reasons), report.reasons
+    assert np.isnan(report.fairness["equal_opportunity_difference"])
+    assert report.fairness["groups"]["Female"]["positives"] == 4
+    note = ("equal_opportunity_difference not judged: group 'Female' has 4 positives: too few to judge "
+            "(needs >= 20, min_fairness_group_positives); not a refusal")
+    assert report.fairness["notes"] == [note]
+    assert note in report.to_markdown()
+
+
+def test_the_same_gap_on_enough_positives_is_refused(scored) -> None:
+    holdout, proba = _thin_female(*scored, positives=20)
+    report = judge(holdout, proba, None, GateThresholds())
+    assert any(r.startswith("fairness: equal-opportunity difference across sex") for r in report.reasons), report.reasons
+    groups = report.fairness["groups"]
+    assert groups["Female"]["true_positive_rate"] == 0.0
+    assert report.fairness["equal_opportunity_difference"] == groups["Male"]["true_positive_rate"]
+    assert report.fairness["notes"] == []
+
+
+def test_the_minimum_support_is_a_threshold(scored) -> None:
+    holdout, proba = _thin_female(*scored, positives=4)
+    report = judge(holdout, proba, None, GateThresholds(min_fairness_group_positives=4))
+    assert any(r.startswith("fairness: equal-opportunity difference") for r in report.reasons), report.reasons
+    with pytest.raises(ValueError, match="min_fairness_group_positives must be >= 0"):
+        GateThresholds(min_fairness_group_positives=-1)
+
+
+def test_a_thin_group_is_left_out_when_two_supported_groups_remain() -> None:
+    from pipeline.steps.gate import supported_fairness
+
+    groups = {
+        "a": {"rows": 100, "positives": 50, "selection_rate": 0.5, "true_positive_rate": 0.8},
+        "b": {"rows": 100, "positives": 40, "selection_rate": 0.4, "true_positive_rate": 0.7},
+        "c": {"rows": 10, "positives": 3, "selection_rate": 0.0, "true_positive_rate": 0.0},
+    }
+    fairness = {"attribute": "sex", "demographic_parity_difference": 0.5, "equal_opportunity_difference": 0.8,
+                "groups": groups}
+    judged, unjudged = supported_fairness(fairness, GateThresholds())
+    assert unjudged == set()
+    assert judged["demographic_parity_difference"] == pytest.approx(0.1)
+    assert judged["equal_opportunity_difference"] == pytest.approx(0.1)
+    assert judged["notes"] == [
+        "demographic_parity_difference: group 'c' has 10 rows: too few to judge (needs >= 30, min_fairness_group_rows); left out of the gap",
+        "equal_opportunity_difference: group 'c' has 3 positives: too few to judge (needs >= 20, min_fairness_group_positives); left out of the gap",
+    ]
+    assert fairness["demographic_parity_difference"] == 0.5  # the evaluation's figure is not rewritten
