@@ -10,7 +10,9 @@ until its first 200 on ``/ping``. Targets (issue 15, on a 2-core machine): cold 
 
 With ``--baseline-ref REF`` the same measurements run, interleaved, on the code as it was
 at that git commit (extracted with ``git archive``): the named baseline every figure is
-compared with, in the same run and on the same machine load. Not a test: timings depend
+compared with, in the same run and on the same machine load. ``--ref REF`` measures a
+commit instead of the working tree (which must not change while the benchmark runs: its
+re-run would miss the cache). Not a test: timings depend
 on the machine, so nothing here passes or fails a build. ``--rows N`` benchmarks
 synthetic data of N rows instead.
 
@@ -174,12 +176,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="cold/re-run/serve rounds per tree (default 1)")
     parser.add_argument("--rows", type=int, default=None, help="use N synthetic rows instead of the default dataset")
     parser.add_argument("--baseline-ref", default=None, help="also measure the code at this git commit (the baseline)")
+    parser.add_argument("--ref", default=None, help="measure this git commit instead of the working tree")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
                         help="skip the untimed warm-up run that fills the bytecode cache")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
         root = Path(tmp)
-        trees = [Tree("this tree", REPO_ROOT)]
+        trees = [Tree(args.ref[:10], _extract(args.ref, root / "ours")) if args.ref else Tree("this tree", REPO_ROOT)]
         if args.baseline_ref:
             trees.append(Tree(args.baseline_ref[:10], _extract(args.baseline_ref, root / "baseline")))
         pycache = root / "pycache" if os.environ.get("PYTHONDONTWRITEBYTECODE") else None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +90,7 @@ def deploy(
     startup_timeout_s: float = 120.0,
     server_args: Sequence[str] = (),
     pidfile: Path | None = None,
+    progress: Callable[[str], None] = lambda phase: None,
 ) -> DeployResult:
     """Deploy ``new_version`` (already the ``alias`` target) locally and smoke-test it.
 
@@ -97,7 +98,8 @@ def deploy(
     raises for a failed deploy (it rolls back instead); ``server_args`` pass through to
     ``python -m serving``. ``passed`` false means ``ExitCode.DEPLOY_FAILED``. With
     ``pidfile``, the server is recorded there while it runs
-    (``pipeline.deploy_server``), so a later run can reap it if this one is killed."""
+    (``pipeline.deploy_server``), so a later run can reap it if this one is killed.
+    ``progress`` hears each phase (server start, smoke test, rollback)."""
     from mlflow.tracking import MlflowClient
 
     new_version = str(new_version)
@@ -124,11 +126,13 @@ def deploy(
     # leaves idle: the two are independent, and the server's start is the longer.
     with ThreadPoolExecutor(1, thread_name_prefix="known-input") as pool:
         offline = pool.submit(known_prediction, tracking_uri, model_name, new_version)
+        progress(f"starting the model server on models:/{model_name}@{alias}, waiting for /ping")
         try:
             with launcher as server:
                 url = server.url
                 expected = _scored(offline, checks)
                 if expected is not None:
+                    progress(f"smoke test against {server.url}: health, a known prediction, the version")
                     smoke = run_smoke_test(server.url, expected, model_name, new_version).checks
         except ServerStartError as exc:
             start_error = str(exc).splitlines()[0]
@@ -145,6 +149,7 @@ def deploy(
         message = f"{model_name} version {new_version} deployed locally and passed {len(checks)} smoke checks"
         return DeployResult(True, model_name, new_version, tuple(checks), None, False, url, log_path, message)
     failed = ", ".join(check.name for check in checks if not check.passed)
+    progress(f"smoke test failed ({failed}); rolling '{alias}' back")
     target, deleted, note = _roll_back(tracking_uri, model_name, alias, new_version, previous_version)
     message = f"{model_name} version {new_version} failed the smoke test ({failed}); rolled back: {note}"
     log.error(message)
