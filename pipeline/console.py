@@ -90,7 +90,9 @@ def quiet_mlflow_prints() -> None:
     """Switch off MLflow's event prints unless ``--verbose`` (or nothing) was configured.
 
     Called after ``import mlflow`` by the code that uses it; importing MLflow here would
-    cost a cached run seconds."""
+    cost a cached run seconds. Known gap: ``mlflow.sklearn.log_model`` switches the
+    stream back on when it returns, so register's "Successfully registered model" and
+    "Created version" lines still show."""
     level = verbosity()
     if level is None or level >= Verbosity.VERBOSE or "mlflow" not in sys.modules:
         return
