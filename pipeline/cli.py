@@ -1,5 +1,9 @@
 """The ``python -m pipeline`` command line: one subcommand per module in
 ``pipeline.commands``, so each command's arguments live beside the code they drive.
+
+The conventions every command shares are added here, not in each module: ``--version``,
+``--quiet``, ``--verbose`` and, on each command that prints a result, ``--json``
+(``pipeline.console`` says what each does).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from pipeline import console
 from pipeline.exit_codes import ExitCode
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -20,6 +25,31 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.commands.deliver",
 )
 """Subcommand modules, in the order ``--help`` lists them."""
+NO_RESULT: frozenset[str] = frozenset({"serve"})
+"""Commands that print no result to put in ``--json`` (``serve`` runs until stopped, logging)."""
+DIST_NAME = "gpu-mlops-platform"
+
+
+def version() -> str:
+    """This package's installed version (pyproject's), or "unknown" from a bare checkout."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version(DIST_NAME)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every runnable (sub)command parser under ``parser``, with its top-level command name."""
+    found = []
+    for action in parser._actions:  # argparse offers no public walk of its subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                nested = _leaf_parsers(sub)
+                found.extend((name, leaf) for _, leaf in nested) if nested else found.append((name, sub))
+    return found
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -33,9 +63,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Run the commit pipeline, serve the champion, monitor it, rehearse delivery.",
         epilog="Exit codes: " + ", ".join(f"{c.value} {c.name.lower()}" for c in ExitCode),
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES if only is None else (only,):
         importlib.import_module(module_name).add_parser(subparsers)
+    for command, leaf in _leaf_parsers(parser):
+        console.add_common_options(leaf, result=command not in NO_RESULT)
     return parser
 
 
@@ -45,7 +78,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A module's last name is its command's name (pipeline.commands.run -> run).
     chosen = next((m for m in COMMAND_MODULES if argv and m.rsplit(".", 1)[-1] == argv[0]), None)
     args = build_parser(chosen).parse_args(argv)
-    return int(args.func(args))
+    console.configure(console.verbosity_of(args))
+    if getattr(args, "json", False):
+        console.divert_stdout_for_json()
+    try:
+        code = int(args.func(args))
+        if getattr(args, "json", False) and not console.emitted():
+            # A command without a document of its own still answers --json with its outcome.
+            what = {k: getattr(args, k) for k in ("command", "stage", "name") if getattr(args, k, None)}
+            status = ExitCode(code).name.lower() if code in ExitCode._value2member_map_ else "terminated"
+            console.emit_json({**what, "exit_code": code, "status": status})
+        return code
+    finally:
+        console.reset()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ def mlflow_uris(tracking_uri: str, registry_uri: str | None = None) -> Iterator[
     from mlflow.tracking import _tracking_service
     from mlflow.tracking._model_registry import utils as registry_utils
 
+    from pipeline.console import quiet_mlflow_prints
+
+    quiet_mlflow_prints()
     saved_env = {key: os.environ.get(key) for key in _ENV_KEYS}
     saved_tracking = _tracking_service.utils._tracking_uri
     saved_registry = registry_utils._registry_uri

@@ -90,10 +90,18 @@ class StepContext:
     key: str
     keys: dict[str, str]
     outcome_changes: dict[str, Any] = field(default_factory=dict)
+    progress: Callable[[str], None] = lambda phase: None
+    """Say what the step is doing now ("logging the model to MLflow"); the runner shows it
+    once the step has run for a while (``PROGRESS_AFTER_S``)."""
+    skipped: str | None = None
 
     def set_outcome(self, **changes: Any) -> None:
         """Record outcome fields; they are replayed when this step is later a cache hit."""
         self.outcome_changes.update(changes)
+
+    def skip(self, reason: str) -> None:
+        """Mark the step as not run (shown as ``skipped: reason``, never ``done``)."""
+        self.skipped = reason
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,8 @@ class Step:
     external: Callable[[Any], dict[str, str]] = lambda config: {}
     """Digests of things outside the cache (an input file), computed before the key."""
     cache: bool = True
+    what: str = ""
+    """What the step does, in a few words, for the progress line of a long step."""
     locked: bool = False
     effects: tuple[str, ...] = ()
     """What outside the cache the step changes ("registry", "process"): such a step always
@@ -208,6 +218,56 @@ def _champion_version(tracking_uri: str, config: Any) -> str | None:
     return champion.version if champion else None
 
 
+PROGRESS_AFTER_S = 2.0
+"""A step running longer than this gets progress lines: what it does, then each phase."""
+PROGRESS_EVERY_S = 10.0
+"""While a phase lasts, its line is repeated this often with the time so far."""
+
+
+class StepProgress:
+    """Progress lines of one running step, from a timer thread: nothing for a step that
+    ends within ``after_s``; then ``[i/n] step: what it does (3s)``, each new phase as the
+    step reports it, and the current phase again every ``every_s`` while it lasts."""
+
+    def __init__(self, label: str, what: str, sink: Callable[[str], None], *,
+                 after_s: float = PROGRESS_AFTER_S, every_s: float = PROGRESS_EVERY_S) -> None:
+        import threading
+
+        self.label, self.sink, self.after_s, self.every_s = label, sink, after_s, every_s
+        self.phase = what or "running"
+        self.started = time.perf_counter()
+        self._shown: str | None = None
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, name=f"progress-{label}", daemon=True)
+        self._thread.start()
+
+    def _show(self, force: bool = False) -> None:
+        elapsed = time.perf_counter() - self.started
+        with self._lock:
+            if elapsed < self.after_s:
+                return
+            if self._shown == self.phase and not force and elapsed - self._last < self.every_s:
+                return
+            self._shown, self._last = self.phase, elapsed
+            self.sink(f"{self.label}: {self.phase} ({elapsed:.0f}s)")
+
+    def _tick(self) -> None:
+        while not self._stop.wait(min(0.25, self.after_s)):
+            self._show()
+
+    def update(self, phase: str) -> None:
+        """The step's new phase; shown now when the step is past ``after_s``."""
+        with self._lock:
+            self.phase = phase
+        self._show()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def default_progress(line: str) -> None:
     """Progress lines go to stderr so stdout stays free for machine-readable output."""
     print(line, file=sys.stderr, flush=True)
@@ -221,6 +281,7 @@ def execute(
     tracking_uri: str,
     force: bool = False,
     progress: Callable[[str], None] = default_progress,
+    progress_after_s: float = PROGRESS_AFTER_S,
 ) -> RunResult:
     """Run ``steps`` in order with caching and the registry lock; never raises for step errors.
 
@@ -284,11 +345,15 @@ def execute(
                         key=key,
                         keys=dict(keys),
                     )
+                    heartbeat = StepProgress(label, step.what, progress, after_s=progress_after_s)
+                    ctx.progress = heartbeat.update
                     try:
                         produced = step.run(ctx)
                     except BaseException:
                         shutil.rmtree(work_dir, ignore_errors=True)
                         raise
+                    finally:
+                        heartbeat.stop()
                     outcome.update(ctx.outcome_changes)
                     if step.cacheable:
                         _write_manifest(work_dir, produced, ctx.outcome_changes)
@@ -300,7 +365,7 @@ def execute(
                         else:
                             work_dir.rename(final_dir)
                             produced = _rebase(produced, work_dir, final_dir)
-                    state = "done"
+                    state = f"skipped: {ctx.skipped}" if ctx.skipped else "done"
                 artifacts.update(produced)
             except StopPipeline as stop:
                 outcome.update({"status": "stopped", **stop.changes})
@@ -323,7 +388,7 @@ def execute(
                         traceback.print_exc()
                 progress(f"{label}: FAILED ({records[-1].seconds:.1f}s)")
                 break
-            records.append(StepRecord(step.name, state, time.perf_counter() - started))
+            records.append(StepRecord(step.name, state.split(":", 1)[0], time.perf_counter() - started))
             progress(f"{label}: {state} ({records[-1].seconds:.1f}s)")
     if outcome.status == "running":
         outcome.status = "completed"

@@ -335,6 +335,8 @@ def register_step(ctx: StepContext) -> dict[str, Artifact]:
         },
     )
     local_artifacts = ctx.store.artifact_root.as_uri() if ctx.tracking_uri == ctx.store.tracking_uri else None
+    ctx.progress("logging parameters, metrics, datasets, plots, reports and the model (skops) to MLflow, "
+                 "then registering the version")
     registered = register(candidate, tracking_uri=ctx.tracking_uri, artifact_location=local_artifacts)
     champion = current_champion(ctx.tracking_uri, config.model_name)
     path = ctx.output_dir / "registration.json"
@@ -411,7 +413,7 @@ def resume_deploy_step(ctx: StepContext) -> dict[str, Artifact]:
             result = deploy(
                 ctx.tracking_uri, ctx.config.model_name, champion.version,
                 None if replaced == "none" else replaced,
-                log_dir=ctx.report_dir, pidfile=ctx.store.root / PIDFILE_NAME,
+                log_dir=ctx.report_dir, pidfile=ctx.store.root / PIDFILE_NAME, progress=ctx.progress,
             )
             _write_deploy_report(ctx, result)
             notes.append(f"finished the interrupted deploy of v{champion.version}: {result.message}")
@@ -434,7 +436,11 @@ def deploy_step(ctx: StepContext) -> dict[str, Artifact]:
     from pipeline.steps.deploy import deploy
 
     registration = _json(ctx.inputs["registration"].path)
-    if not registration["promoted"] or not ctx.config.deploy:
+    if not ctx.config.deploy:
+        ctx.skip("--no-deploy")
+        return {}
+    if not registration["promoted"]:
+        ctx.skip(f"v{registration['version']} was not promoted, nothing to deploy")
         return {}
     previous = _json(ctx.inputs["champion"].path)
     result = deploy(
@@ -444,6 +450,7 @@ def deploy_step(ctx: StepContext) -> dict[str, Artifact]:
         previous["version"] if previous else None,
         log_dir=ctx.report_dir,
         pidfile=ctx.store.root / PIDFILE_NAME,
+        progress=ctx.progress,
     )
     _write_deploy_report(ctx, result)
     if not result.passed:
@@ -465,23 +472,25 @@ def commit_pipeline() -> list[Step]:
         Step(
             "resume", resume_deploy_step, sources=_src("pipeline.deploy_server", "pipeline.registry"),
             params=lambda c: {"deploy": c.deploy, "model_name": c.model_name, "tracking_uri": c.tracking_uri},
-            locked=True, effects=("registry", "process"),
+            locked=True, effects=("registry", "process"), what="finishing an interrupted deploy, if any",
         ),
         Step(
             "ingest", ingest_step, sources=_src(_STEPS + "ingest", "pipeline.data", "pipeline.digest"),
-            params=lambda c: {"data": str(c.data)},
+            params=lambda c: {"data": str(c.data)}, what="reading the dataset and its digest",
             external=lambda c: {"data": file_digest(c.data) if c.data.is_file() else "missing"},
         ),
         Step(
             "validate", validate_step, sources=_src(_STEPS + "validate", "pipeline.schema"), inputs=("raw",),
-            params=lambda c: asdict(c.validation),
+            params=lambda c: asdict(c.validation), what="checking the data against the schema contract",
         ),
-        Step("split", split_step, sources=_src(_STEPS + "split",), inputs=("dataset",), params=lambda c: asdict(c.split)),
+        Step("split", split_step, sources=_src(_STEPS + "split",), inputs=("dataset",), params=lambda c: asdict(c.split),
+             what="splitting train, validation and the frozen holdout"),
         Step(
             "train", train_step, sources=_src("training.train", "training.model"), inputs=("train", "validation"),
-            params=lambda c: c.hyperparameters.to_dict(),
+            params=lambda c: c.hyperparameters.to_dict(), what="training XGBoost with early stopping on validation",
         ),
-        Step("evaluate", evaluate_step, sources=_src(_STEPS + "evaluate",), inputs=("model", "holdout")),
+        Step("evaluate", evaluate_step, sources=_src(_STEPS + "evaluate",), inputs=("model", "holdout"),
+             what="scoring the holdout: metrics, slices, fairness"),
         Step(
             "champion", champion_step,
             sources=_src("pipeline.registry", _STEPS + "gate", _STEPS + "register", "pipeline.plots"),
@@ -492,6 +501,7 @@ def commit_pipeline() -> list[Step]:
         Step(
             "gate", gate_step, sources=_src(_STEPS + "gate", "pipeline.plots"),
             inputs=("evaluation", "holdout", "champion"), params=lambda c: asdict(c.gate), locked=True,
+            what="comparing challenger and champion on the holdout",
         ),
         Step(
             "register", register_step, sources=_src(_STEPS + "register", "pipeline.registry"),
@@ -499,13 +509,13 @@ def commit_pipeline() -> list[Step]:
                     "candidate_key", "validation_report"),
             params=lambda c: {"model_name": c.model_name, "tracking_uri": c.tracking_uri, "deploy": c.deploy,
                               "release_alias": c.release_alias},
-            locked=True, effects=("registry",),
+            locked=True, effects=("registry",), what="logging the candidate to MLflow and registering it",
         ),
         Step(
             "deploy", deploy_step,
             sources=_src(_STEPS + "deploy", _STEPS + "smoke_test", "serving.process"),
             inputs=("registration", "champion"),
             params=lambda c: {"deploy": c.deploy},
-            locked=True, effects=("registry", "process"),
+            locked=True, effects=("registry", "process"), what="serving the new champion on 127.0.0.1 and smoke-testing it",
         ),
     ]

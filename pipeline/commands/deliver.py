@@ -201,8 +201,14 @@ def _notify(args: argparse.Namespace, stage: str, ok: bool, detail: str) -> None
 
 
 def _finish(args: argparse.Namespace, stage: str, code: ExitCode, detail: str) -> int:
-    stream = sys.stdout if code == ExitCode.OK else sys.stderr
-    print(f"{stage}: {'ok' if code == ExitCode.OK else 'FAILED'}: {detail}", file=stream)
+    if getattr(args, "json", False):
+        from pipeline import console
+
+        console.emit_json({"stage": stage, "ok": code == ExitCode.OK, "exit_code": int(code),
+                           "status": code.name.lower(), "detail": detail})
+    else:
+        stream = sys.stdout if code == ExitCode.OK else sys.stderr
+        print(f"{stage}: {'ok' if code == ExitCode.OK else 'FAILED'}: {detail}", file=stream)
     _notify(args, stage, code == ExitCode.OK, detail)
     return int(code)
 

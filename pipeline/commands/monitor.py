@@ -149,26 +149,41 @@ def run(args: argparse.Namespace) -> int:
         return int(ExitCode.INVALID_DATA)
 
     result = outcome.result
-    print(f"verdict: {result.verdict.value} ({result.model_name} version {result.model_version}, alias {result.alias})")
-    for reason in result.reasons:
-        print(f"  - {reason}")
-    for note in result.notes:
-        print(f"  note: {note}")
-    print(f"report: {outcome.report_dir / 'report.md'}")
-    print(f"prometheus metrics: {outcome.prometheus_file}")
-    if outcome.mlflow_run_id:
-        print(f"mlflow run: {outcome.mlflow_run_id} (experiment 'monitoring')")
+    document: dict[str, object] = {
+        **result.to_dict(),
+        "report": str(outcome.report_dir / "report.md"),
+        "prometheus_file": str(outcome.prometheus_file),
+        "mlflow_run_id": outcome.mlflow_run_id,
+    }
+    if not args.json:
+        print(f"verdict: {result.verdict.value} ({result.model_name} version {result.model_version}, alias {result.alias})")
+        for reason in result.reasons:
+            print(f"  - {reason}")
+        for note in result.notes:
+            print(f"  note: {note}")
+        print(f"report: {outcome.report_dir / 'report.md'}")
+        print(f"prometheus metrics: {outcome.prometheus_file}")
+        if outcome.mlflow_run_id:
+            print(f"mlflow run: {outcome.mlflow_run_id} (experiment 'monitoring')")
+        if args.publish_cloudwatch:
+            print(f"cloudwatch: {outcome.cloudwatch_datapoints} datapoint(s) to {args.region}, stack {args.stack}")
     if args.publish_cloudwatch:
-        print(f"cloudwatch: {outcome.cloudwatch_datapoints} datapoint(s) to {args.region}, stack {args.stack}")
+        document["cloudwatch_datapoints"] = outcome.cloudwatch_datapoints
 
     if not result.verdict.alarms:
-        return int(ExitCode.OK)
-    if not args.retrain:
-        return int(ExitCode.DRIFT_DETECTED)
-    print(f"retrain: running the commit pipeline on {args.retrain_data}", flush=True)
-    retrain = run_retrain(args.retrain_data, tracking_uri, args.model_name)
-    record_retrain(outcome, retrain, tracking_uri)
-    print(f"retrain: exit code {retrain.exit_code}: {retrain.outcome}")
-    if retrain.exit_code in (ExitCode.OK, ExitCode.GATE_REFUSED):
-        return int(ExitCode.DRIFT_DETECTED)
-    return retrain.exit_code
+        code = int(ExitCode.OK)
+    elif not args.retrain:
+        code = int(ExitCode.DRIFT_DETECTED)
+    else:
+        print(f"retrain: running the commit pipeline on {args.retrain_data}", flush=True)
+        retrain = run_retrain(args.retrain_data, tracking_uri, args.model_name)
+        record_retrain(outcome, retrain, tracking_uri)
+        print(f"retrain: exit code {retrain.exit_code}: {retrain.outcome}")
+        document["retrain"] = {"exit_code": int(retrain.exit_code), "outcome": retrain.outcome}
+        code = int(ExitCode.DRIFT_DETECTED if retrain.exit_code in (ExitCode.OK, ExitCode.GATE_REFUSED)
+                   else retrain.exit_code)
+    if args.json:
+        from pipeline import console
+
+        console.emit_json({**document, "exit_code": code})
+    return code

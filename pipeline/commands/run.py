@@ -55,7 +55,6 @@ def add_parser(subparsers: Any) -> None:
                              "folder when it does not exist; without it a missing one is refused (exit 2)")
     parser.add_argument("--no-deploy", dest="deploy", action="store_false",
                         help="stop after register: do not serve and smoke-test a new champion locally")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     parser.set_defaults(func=run_command)
 
 
@@ -96,12 +95,13 @@ def run_command(args: argparse.Namespace) -> int:
     """Build the run's configuration from the arguments, run it, print the summary."""
     import logging
 
+    from pipeline import console
     from pipeline.local_store import LocalStore
     from pipeline.runner import RunConfig, run_pipeline
 
     # The training module says which device XGBoost uses; show it beside the progress lines.
     training_log = logging.getLogger("training")
-    if not training_log.handlers:
+    if not training_log.handlers and console.verbosity() != console.Verbosity.QUIET:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("      %(message)s"))
         training_log.addHandler(handler)
@@ -132,7 +132,7 @@ def run_command(args: argparse.Namespace) -> int:
         return int(ExitCode.USAGE)
     store = LocalStore(args.store.resolve()) if args.store else LocalStore.default()
     if not (store.root / "mlflow.db").exists() and not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
-        print(f"note: creating a new local store at {store.root} (empty registry)", file=sys.stderr)
+        console.info(f"note: creating a new local store at {store.root} (empty registry)")
     for name, value in HTTP_RETRY_ENV.items():
         os.environ.setdefault(name, value)
     config = RunConfig(
@@ -148,7 +148,7 @@ def run_command(args: argparse.Namespace) -> int:
     )
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        result = run_pipeline(config)
+        result = run_pipeline(config, progress=console.progress_sink())
     except TrackingUriError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE)
@@ -162,10 +162,8 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     if args.json:
-        import json
-
-        print(json.dumps(result.to_dict(), indent=2, default=str))
-        print(summary(result, args.model_name), file=sys.stderr)
+        console.emit_json(result.to_dict())
+        console.info(summary(result, args.model_name))
     else:
         print(summary(result, args.model_name))
     return int(result.exit_code)

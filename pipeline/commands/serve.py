@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from serving.server import run as run_server
 
     store = LocalStore.default()
+    if getattr(args, "quiet", False) and args.log_level == "info":
+        args.log_level = "warning"
+    elif getattr(args, "verbose", False) and args.log_level == "info":
+        args.log_level = "debug"
     if not args.tracking_uri:
         args.tracking_uri = store.tracking_uri
         # A moved or copied store still points MLflow at its old artifact paths.

@@ -36,5 +36,11 @@ def synth_command(args: argparse.Namespace) -> int:
     except (ValueError, DataLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE)
-    print(f"wrote {len(frame)} rows (drift={args.drift}, seed={args.seed}) to {path}")
+    if getattr(args, "json", False):
+        from pipeline import console
+
+        console.emit_json({"exit_code": int(ExitCode.OK), "rows": len(frame), "drift": args.drift,
+                           "seed": args.seed, "path": str(path)})
+    else:
+        print(f"wrote {len(frame)} rows (drift={args.drift}, seed={args.seed}) to {path}")
     return int(ExitCode.OK)

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.registry import PENDING, REPLACED_TAG, SMOKE_TAG
-from pipeline.steps.smoke_test import SmokeCheck, known_prediction, run_smoke_test
+from pipeline.steps.smoke_test import KnownPrediction, SmokeCheck, known_prediction, run_smoke_test
 from serving.process import ServerStartError, running_server
 
 log = logging.getLogger("pipeline.deploy")
@@ -45,6 +46,17 @@ class DeployResult:
     url: str | None
     log_path: Path
     message: str
+
+
+def _scored(offline: Future[KnownPrediction], checks: list[SmokeCheck]) -> KnownPrediction | None:
+    """Wait for the offline score and record it as the ``known_input`` check."""
+    try:
+        expected = offline.result()
+    except Exception as exc:  # any failure to score offline fails the deploy, with the reason
+        checks.append(SmokeCheck("known_input", False, f"cannot score the input example offline: {type(exc).__name__}: {exc}"))
+        return None
+    checks.append(SmokeCheck("known_input", True, f"{len(expected.probabilities)} rows scored offline"))
+    return expected
 
 
 def _roll_back(tracking_uri: str, model_name: str, alias: str, new_version: str, previous: str | None) -> tuple[str | None, bool, str]:
@@ -78,6 +90,7 @@ def deploy(
     startup_timeout_s: float = 120.0,
     server_args: Sequence[str] = (),
     pidfile: Path | None = None,
+    progress: Callable[[str], None] = lambda phase: None,
 ) -> DeployResult:
     """Deploy ``new_version`` (already the ``alias`` target) locally and smoke-test it.
 
@@ -85,7 +98,8 @@ def deploy(
     raises for a failed deploy (it rolls back instead); ``server_args`` pass through to
     ``python -m serving``. ``passed`` false means ``ExitCode.DEPLOY_FAILED``. With
     ``pidfile``, the server is recorded there while it runs
-    (``pipeline.deploy_server``), so a later run can reap it if this one is killed."""
+    (``pipeline.deploy_server``), so a later run can reap it if this one is killed.
+    ``progress`` hears each phase (server start, smoke test, rollback)."""
     from mlflow.tracking import MlflowClient
 
     new_version = str(new_version)
@@ -94,32 +108,39 @@ def deploy(
     log_path = log_dir / f"serve-{model_name}-v{new_version}.log"
     checks: list[SmokeCheck] = []
     url = None
-    try:
-        expected = known_prediction(tracking_uri, model_name, new_version)
-        checks.append(SmokeCheck("known_input", True, f"{len(expected.probabilities)} rows scored offline"))
-    except Exception as exc:  # any failure to score offline fails the deploy, with the reason
-        expected = None
-        checks.append(SmokeCheck("known_input", False, f"cannot score the input example offline: {type(exc).__name__}: {exc}"))
-    if expected is not None:
-        try:
-            if pidfile is not None:
-                from pipeline.deploy_server import tracked_server
+    start_error: str | None = None
+    smoke: tuple[SmokeCheck, ...] = ()
+    if pidfile is not None:
+        from pipeline.deploy_server import tracked_server
 
-                launcher = tracked_server(
-                    f"models:/{model_name}@{alias}", pidfile=pidfile, tracking_uri=tracking_uri,
-                    log_path=log_path, extra_args=server_args, startup_timeout_s=startup_timeout_s,
-                )
-            else:
-                launcher = running_server(
-                    f"models:/{model_name}@{alias}", tracking_uri=tracking_uri, extra_args=list(server_args),
-                    log_path=log_path, startup_timeout_s=startup_timeout_s,
-                )
+        launcher = tracked_server(
+            f"models:/{model_name}@{alias}", pidfile=pidfile, tracking_uri=tracking_uri,
+            log_path=log_path, extra_args=server_args, startup_timeout_s=startup_timeout_s,
+        )
+    else:
+        launcher = running_server(
+            f"models:/{model_name}@{alias}", tracking_uri=tracking_uri, extra_args=list(server_args),
+            log_path=log_path, startup_timeout_s=startup_timeout_s,
+        )
+    # The offline score is computed while the server process starts, on the core it
+    # leaves idle: the two are independent, and the server's start is the longer.
+    with ThreadPoolExecutor(1, thread_name_prefix="known-input") as pool:
+        offline = pool.submit(known_prediction, tracking_uri, model_name, new_version)
+        progress(f"starting the model server on models:/{model_name}@{alias}, waiting for /ping")
+        try:
             with launcher as server:
                 url = server.url
-                checks.append(SmokeCheck("server_start", True, f"healthy at {server.url}"))
-                checks.extend(run_smoke_test(server.url, expected, model_name, new_version).checks)
+                expected = _scored(offline, checks)
+                if expected is not None:
+                    progress(f"smoke test against {server.url}: health, a known prediction, the version")
+                    smoke = run_smoke_test(server.url, expected, model_name, new_version).checks
         except ServerStartError as exc:
-            checks.append(SmokeCheck("server_start", False, str(exc).splitlines()[0]))
+            start_error = str(exc).splitlines()[0]
+        if not checks:
+            _scored(offline, checks)
+    checks.append(SmokeCheck("server_start", False, start_error) if start_error
+                  else SmokeCheck("server_start", True, f"healthy at {url}"))
+    checks.extend(smoke)
     passed = all(check.passed for check in checks)
     MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).set_model_version_tag(
         model_name, new_version, SMOKE_TAG, "passed" if passed else "failed"
@@ -128,6 +149,7 @@ def deploy(
         message = f"{model_name} version {new_version} deployed locally and passed {len(checks)} smoke checks"
         return DeployResult(True, model_name, new_version, tuple(checks), None, False, url, log_path, message)
     failed = ", ".join(check.name for check in checks if not check.passed)
+    progress(f"smoke test failed ({failed}); rolling '{alias}' back")
     target, deleted, note = _roll_back(tracking_uri, model_name, alias, new_version, previous_version)
     message = f"{model_name} version {new_version} failed the smoke test ({failed}); rolled back: {note}"
     log.error(message)

@@ -185,6 +185,39 @@ def _measure(frame: pd.DataFrame, column: str, check: str, thresholds: Validatio
     return ""
 
 
+def _one_failure_per_mistyped_column(frame: pd.DataFrame, failures: list[Failure]) -> list[Failure]:
+    """One failure for a column whose type is wrong, naming the values that are not numbers.
+
+    A single bad value ("maybe" among the labels) makes pandas read the whole column as
+    text; pandera then also fails every value check on that text (``isin([0, 1])`` for
+    all 2,999 rows, the class shares), reporting one mistake four ways. The value checks
+    of such a column say nothing about the data, so only the type failure stays."""
+    import pandas as pd
+
+    mistyped = {f.column for f in failures if f.check.startswith("dtype") and f.column in frame}
+    if not mistyped:
+        return failures
+    kept = []
+    for failure in failures:
+        if failure.column not in mistyped:
+            kept.append(failure)
+        elif failure.check.startswith("dtype"):
+            values = frame[failure.column]
+            bad = values[values.notna() & pd.to_numeric(values, errors="coerce").isna()]
+            if bad.empty:
+                kept.append(failure)
+                continue
+            distinct = list(dict.fromkeys(str(v) for v in bad))
+            kept.append(Failure(
+                failure.column, failure.check,
+                f"{len(bad)} value(s) are not numbers, so the column reads as {values.dtype} "
+                f"({len(distinct)} distinct: {', '.join(repr(v) for v in distinct[:5])}); its other checks are "
+                "not run until they are fixed",
+                distinct[:5],
+            ))
+    return kept
+
+
 def validate_frame(
     frame: pd.DataFrame, thresholds: ValidationThresholds, *, source: str
 ) -> ValidationReport:
@@ -217,6 +250,7 @@ def validate_frame(
             measured = _measure(frame, column, check, thresholds)
             detail = "; ".join(p for p in (measured, f"{n} failing value(s)" if n > 1 else "") if p) or "check failed"
             failures.append(Failure(column, check, detail, examples))
+    failures = _one_failure_per_mistyped_column(frame, failures)
     return ValidationReport(
         source=source, rows=int(len(frame)), thresholds=asdict(thresholds), failures=failures
     )

@@ -34,11 +34,18 @@ def test_default_dataset_end_to_end(tmp_path: Path) -> None:
     assert "Outcome:   promoted" in first.stdout and "Champion:  v1" in first.stdout
     assert "mlflow ui --backend-store-uri sqlite:///" in first.stdout
     assert "training XGBoost on device=" in first.stderr and "[5/10] train: done" in first.stderr
+    # MLflow's own log lines are quiet by default (--verbose shows them).
+    for noise in ("INFO mlflow", "WARNING mlflow", "Creating initial MLflow database tables"):
+        assert noise not in first.stderr, first.stderr
+    assert "[10/10] deploy: done" in first.stderr
 
     again = _run(store)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "nothing to do" in again.stdout
     assert "[5/10] train: cached" in again.stderr
+    quiet = _run(store, "--quiet")
+    assert quiet.returncode == 0 and "nothing to do" in quiet.stdout
+    assert quiet.stderr == "", "--quiet leaves stderr to warnings and errors"
 
     corrupted = tmp_path / "corrupted.csv"
     frame = pd.read_csv(DEFAULT_DATASET)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,8 +40,25 @@ def first(store: Path) -> Any:
     return train_and_register(store, baseline=False)
 
 
-def test_good_version_passes_and_stays_champion(first: Any, store: Path) -> None:
+def test_good_version_passes_and_stays_champion(first: Any, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
+
+    from pipeline.steps import deploy as deploy_module
+
+    # The offline score runs while the server starts (issue 15: deploy time): it only
+    # proceeds once the server's log exists, which a score-then-start order never reaches.
+    log_file = store / "logs" / f"serve-adult-income-v{first.version}.log"
+    real_known_prediction = deploy_module.known_prediction
+
+    def after_server_started(*args: Any) -> Any:
+        deadline = time.monotonic() + 60
+        while not log_file.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the server was not started while the input example was scored")
+            time.sleep(0.01)
+        return real_known_prediction(*args)
+
+    monkeypatch.setattr(deploy_module, "known_prediction", after_server_started)
 
     # The process-global registry points elsewhere: deploy must use only the URI it is given.
     elsewhere = f"sqlite:///{store / 'elsewhere.db'}"

@@ -74,3 +74,25 @@ def test_require_valid_raises_with_the_report(adult_sample: pd.DataFrame) -> Non
 def test_thresholds_reject_nonsense(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         ValidationThresholds(**{field: value})
+
+
+def test_one_bad_label_value_is_reported_once_by_name(adult_sample: pd.DataFrame) -> None:
+    # As read from a CSV where one label is "maybe": the whole column arrives as text.
+    bad = adult_sample.copy()
+    bad["label"] = bad["label"].astype(str)
+    bad.loc[7, "label"] = "maybe"
+    report = validate_frame(bad, ValidationThresholds(), source="bad-label")
+    assert [(f.column, f.check) for f in report.failures] == [("label", "dtype('int64')")], report.summary()
+    failure = report.failures[0]
+    assert "1 value(s) are not numbers" in failure.detail and "'maybe'" in failure.detail
+    assert failure.examples == ["maybe"]
+
+
+def test_a_mistyped_feature_keeps_other_columns_failures(adult_sample: pd.DataFrame) -> None:
+    bad = adult_sample.copy()
+    bad["age"] = bad["age"].astype(object)
+    bad.loc[3, "age"] = "old"
+    bad.loc[:4, "capital_loss"] = -5
+    report = validate_frame(bad, ValidationThresholds(), source="bad-age")
+    assert _checks(report) == {("age", "dtype('int64')"), ("capital_loss", "in_range(0, 10000)")}
+    assert "'old'" in report.failures[0].detail or "'old'" in report.failures[1].detail
