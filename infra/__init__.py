@@ -1,2 +1,2 @@
-"""The platform as a Pulumi program: one ComponentResource per part (DESIGN.md), the
+"""The platform as a Pulumi program: one ComponentResource per part (docs/infra.md), the
 validated stack settings, pure policy/naming logic, and the offline plan."""

@@ -2,7 +2,8 @@
 
 Every project key is declared in ``Pulumi.yaml`` (type, description, default); this
 module reads those declarations, coerces the stack's values, checks them against the
-safety rules (docs: ``../shared/reference/safety-rules.md``) and returns a frozen
+safety rules (docs/infra.md, "Deploying a stack": what prod must hold, what dev may
+relax) and returns a frozen
 ``Settings``. Bad config fails here, before any resource exists, with one error that
 lists every problem and names each key, so a reviewer fixes a stack file in one pass.
 ``parse_settings`` is pure (tested without Pulumi); ``load_settings`` is the thin

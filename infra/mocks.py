@@ -1,12 +1,13 @@
 """Run the program under Pulumi's mocks and capture every resource it declares.
 
-No Pulumi CLI and no AWS exist here (environment.md), so the program's graph is built
-with ``pulumi.runtime.set_mocks``: ``PlatformMocks`` answers each resource by its type
-token with the computed outputs AWS would return (ARNs, repository URLs, endpoints,
-digests) in realistic shapes, and ``RecordingMonitor`` keeps each registration's
-inputs, outputs, parent and protection flags. ``capture_stack`` builds one stack and
-returns a ``Capture`` that the tests and ``infra.plan`` read. A mock proves that the
-program's calls are well-formed and wired as intended, not that AWS would accept them.
+Tests and the offline plan need neither the Pulumi CLI nor an AWS account, so the
+program's graph is built with ``pulumi.runtime.set_mocks``: ``PlatformMocks`` answers
+each resource by its type token with the computed outputs AWS would return (ARNs,
+repository URLs, endpoints, digests) in realistic shapes, and ``RecordingMonitor`` keeps
+each registration's inputs, outputs, parent and protection flags. ``capture_stack``
+builds one stack and returns a ``Capture`` that the tests and ``infra.plan`` read. A
+mock proves that the program's calls are well-formed and wired as intended, not that AWS
+would accept them.
 """
 
 from __future__ import annotations

@@ -264,7 +264,7 @@ def compile_pipeline_definition(spec: PipelineSpec) -> str:
     """The SageMaker Pipeline definition JSON for ``spec``, built offline by the SDK.
 
     Why the SDK and not a hand-written JSON: the SDK's step classes are what AWS keeps
-    in step with the service's request shapes, and DESIGN.md forbids a hand-kept copy.
+    in step with the service's request shapes; a hand-kept copy would drift unnoticed.
     Validate, Split, EvaluateAndGate and Register are Processing steps running our CLI
     in the processing image; Train is a Training step (``ModelTrainer``) on the GPU
     instance type; GateCheck reads ``gate.passed`` from ``evaluation.json`` through a

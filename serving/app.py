@@ -57,6 +57,17 @@ _ACCEPTED_TYPES = ("application/json", "text/csv")
 _CLOSE = (b"connection", b"close")
 
 
+def _which_model(model: LoadedModel) -> dict[str, str]:
+    """What ``/ping`` says about the model that answered: name, version and, when the
+    registry gave one, the run that trained it. A name and version repeat across stores
+    (every fresh store starts at version 1); the run id does not, so a client that
+    reached some other server on the port it expected can tell."""
+    which = {"model_name": model.name, "model_version": model.version}
+    if model.run_id:
+        which["run_id"] = model.run_id
+    return which
+
+
 @dataclass(frozen=True)
 class AppSettings:
     """Request-path limits of the app (transport settings live in serving.server)."""
@@ -295,13 +306,13 @@ class ServingApp:
     async def _ping(self, scope: Scope, receive: Receive, send: Send) -> None:
         model = self.model
         if model is not None and not self.draining:
-            body = {"status": "ok", "model_name": model.name, "model_version": model.version}
+            body = {"status": "ok", **_which_model(model)}
             await self._respond(send, 200, json.dumps(body).encode(), _JSON, [])
             return
         status = "draining" if self.draining else "loading"
         body = {"status": status, "message": "the server is shutting down" if self.draining else self.waiting_for}
         if model is not None:
-            body |= {"model_name": model.name, "model_version": model.version}
+            body |= _which_model(model)
         await self._respond(send, 503, json.dumps(body).encode(), _JSON, [])
 
     async def _livez(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -402,7 +402,10 @@ def test_without_a_model_it_is_alive_but_not_ready(loaded: Any, sample_rows: lis
     app.serve_model(loaded)
     ready = call(app, "GET", "/ping")
     assert ready.status_code == 200
-    assert strict_json(ready) == {"status": "ok", "model_name": "adult-income", "model_version": loaded.version}
+    # Which model answered: a name and version repeat across stores, the run id does not.
+    assert loaded.run_id
+    assert strict_json(ready) == {"status": "ok", "model_name": "adult-income", "model_version": loaded.version,
+                                  "run_id": loaded.run_id}
     assert (ready.headers["x-model-name"], ready.headers["x-model-version"]) == ("adult-income", loaded.version)
     assert invoke(app, {"dataframe_records": sample_rows[:1]}).status_code == 200
 

@@ -132,7 +132,8 @@ def test_a_first_deploy_waits_alive_and_not_ready_then_serves_the_alias(register
                 assert time.monotonic() < deadline, server.log_tail()
                 time.sleep(0.3)
             status, headers, body = get(server, "/ping")
-            assert json.loads(body) == {"status": "ok", "model_name": "adult-income", "model_version": registered.version}
+            assert json.loads(body) == {"status": "ok", "model_name": "adult-income", "model_version": registered.version,
+                                        "run_id": registered.run_id}
             assert headers["x-model-version"] == registered.version
         finally:
             client.delete_registered_model_alias("adult-income", alias)
