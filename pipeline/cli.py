@@ -43,7 +43,7 @@ def version() -> str:
 
 def _leaf_parsers(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
     """Every runnable (sub)command parser under ``parser``, with its top-level command name."""
-    found = []
+    found: list[tuple[str, argparse.ArgumentParser]] = []
     for action in parser._actions:  # argparse offers no public walk of its subparsers
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():

@@ -80,7 +80,9 @@ def plot_psi_history(history: Sequence[DriftWindow], current: MonitorResult, lim
     features = sorted({name for _, _, psi in windows for name in psi})
     peak = {name: max(psi.get(name, 0.0) for _, _, psi in windows) for name in features}
     shown = [n for n in features if peak[n] >= limit / 2] or sorted(features, key=peak.__getitem__, reverse=True)[:3]
-    times = [time for time, _, _ in windows]
+    from matplotlib import dates
+
+    times = [float(dates.date2num(time)) for time, _, _ in windows]
     figure = _figure(8.0, 4.5)
     axes = figure.add_subplot()
     axes.plot(times, [max(psi.values(), default=np.nan) for _, _, psi in windows], color="black", linewidth=2,
@@ -88,11 +90,12 @@ def plot_psi_history(history: Sequence[DriftWindow], current: MonitorResult, lim
     for name in shown:
         axes.plot(times, [psi.get(name, np.nan) for _, _, psi in windows], marker=".", linewidth=1, label=name)
     axes.axhline(limit, color="tab:red", linestyle="--", label=f"limit {limit}")
-    for (_, before, _), (time, version, _) in zip(windows, windows[1:], strict=False):
+    for (_, before, _), time, (_, version, _) in zip(windows, times[1:], windows[1:], strict=False):
         if version != before:
             axes.axvline(time, color="grey", linestyle=":", linewidth=1)
             axes.annotate(f"v{version}", (time, 1.0), xycoords=("data", "axes fraction"), fontsize=8,
                           ha="left", va="top")
+    axes.xaxis_date()  # the x values are matplotlib date numbers
     axes.set_ylabel("PSI (live vs baseline)")
     axes.set_title(f"Drift over the last {len(windows)} windows of {current.model_name}")
     figure.autofmt_xdate()

@@ -280,14 +280,14 @@ def supported_fairness(fairness: dict[str, Any], thresholds: GateThresholds) -> 
     notes: list[str] = []
     unjudged: set[str] = set()
     groups: dict[str, dict[str, Any]] = fairness.get("groups", {})
-    for gap, rate, count, field in _FAIRNESS_SUPPORT:
-        minimum = getattr(thresholds, field)
+    for gap, rate, count, threshold in _FAIRNESS_SUPPORT:
+        minimum = getattr(thresholds, threshold)
         thin = {g: v[count] for g, v in groups.items() if v.get(count, minimum) < minimum}
         if not thin:
             continue
         rates = [v[rate] for g, v in groups.items() if g not in thin and not math.isnan(v[rate])]
         named = ", ".join(f"group {g!r} has {n} {count}" for g, n in sorted(thin.items()))
-        why = f"too few to judge (needs >= {minimum}, {field})"
+        why = f"too few to judge (needs >= {minimum}, {threshold})"
         if len(rates) >= 2:
             judged[gap] = max(rates) - min(rates)
             notes.append(f"{gap}: {named}: {why}; left out of the gap")

@@ -95,3 +95,11 @@ def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tracking_uri(tmp_path: Path, registry_template: Path) -> str:
     shutil.copy(registry_template, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def release_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The release tests' registry (``release_harness.build_registry``): built once, copied per test."""
+    from .release_harness import build_registry
+
+    return build_registry(tmp_path_factory.mktemp("release-registry") / "mlflow.db")

@@ -20,7 +20,6 @@ from pipeline.exit_codes import ExitCode
 
 from .argo_double import MODEL, ArgoDouble
 from .release_harness import IMAGES, Outcome, World, make_world
-from .test_release_faults import release_registry  # noqa: F401 - the session fixture
 
 FAKES = Path(__file__).parent / "fakes"
 

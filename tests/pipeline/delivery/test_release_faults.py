@@ -28,15 +28,10 @@ from pipeline.delivery.release import ReleaseFileError, registered_version
 from pipeline.exit_codes import ExitCode
 
 from .argo_double import MODEL
-from .release_harness import World, build_registry, make_world
+from .release_harness import World, make_world
 
 URL = "http://model-server.serving.svc:8080"
 OK, FAILED, CONFLICT, ERROR = ExitCode.OK, ExitCode.DEPLOY_FAILED, ExitCode.RELEASE_CONFLICT, ExitCode.ERROR
-
-
-@pytest.fixture(scope="session")
-def release_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_registry(tmp_path_factory.mktemp("release-registry") / "mlflow.db")
 
 
 def throttled(times: int) -> Callable[[], list[str]]:

@@ -32,7 +32,7 @@ from pipeline.exit_codes import ExitCode
 
 from .argo_double import MODEL
 from .release_harness import make_world
-from .test_release_faults import URL, release_registry  # noqa: F401 - the session fixture
+from .test_release_faults import URL
 
 STEPS = ("train", "deploy", "smoke")
 
