@@ -71,6 +71,9 @@ lock: bootstrap-uv
 	$(UV) pip compile pyproject.toml --extra test --python-version 3.11 --generate-hashes -q -o requirements.lock
 	$(UV) pip compile requirements-checkov.in --python-version 3.11 --generate-hashes -q -o requirements-checkov.lock
 	$(UV) pip compile requirements-parliament.in --python-version 3.11 --generate-hashes -q -o requirements-parliament.lock
+	for image in serving training; do \
+	  $(UV) pip compile $$image/requirements.txt -c requirements.lock --python-version 3.11 \
+	    --python-platform x86_64-manylinux_2_28 --generate-hashes -q -o $$image/requirements.lock || exit 1; done
 	$(UV) pip compile infra/mlflow/requirements.in -c requirements.lock --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --generate-hashes -q -o infra/mlflow/requirements.lock
 

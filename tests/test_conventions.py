@@ -97,3 +97,13 @@ def test_every_lock_pins_every_package_with_hashes() -> None:
             assert "--hash=sha256:" in block, f"{name}: {requirement} has no hash"
         assert re.search(rf"pip sync [^\n]*--require-hashes[^\n]*{re.escape(name)}", makefile), \
             f"the Makefile installs {name} without --require-hashes"
+    # The images install from their own hashed locks (compiled by `make lock`).
+    for dockerfile, name in (("serving/Dockerfile", "serving/requirements.lock"), ("training/Dockerfile", "training/requirements.lock"),
+                             ("infra/mlflow/Dockerfile", "infra/mlflow/requirements.lock")):
+        text = (ROOT / name).read_text()
+        blocks = re.split(r"\n(?=[A-Za-z0-9])", re.sub(r"^(#.*\n)+", "", text))
+        assert all("==" in b.split()[0] and "--hash=sha256:" in b for b in blocks), f"{name} pins without hashes"
+        assert re.search(rf"pip install [^\n]*--require-hashes -r \S*{re.escape(name.rsplit('/', 1)[-1])}", (ROOT / dockerfile).read_text()), \
+            f"{dockerfile} installs without --require-hashes from {name}"
+        lock_recipe = makefile.split("\nlock:", 1)[1].split("\n\n", 1)[0]
+        assert name.rsplit("/", 1)[0] in lock_recipe, f"`make lock` does not compile {name}"

@@ -235,8 +235,12 @@ def _tracking_uri(value: str | None) -> str:
 
 
 def build_images_command(args: argparse.Namespace) -> int:
-    """Build and push both images (docker), then resolve digests and judge ECR scans."""
-    from pipeline.delivery.ecr_scan import image_digest, scan_findings
+    """Build and push both images (docker), then resolve digests and judge ECR scans.
+
+    Idempotent per commit: an image whose commit tag ECR already holds is not rebuilt
+    (the repositories are tag-immutable, so a second push would fail the stage forever);
+    its digest is reused and its scan judged again."""
+    from pipeline.delivery.ecr_scan import image_digest, pushed_digest, scan_findings
 
     if not args.registry and not args.skip_build:
         return _finish(args, "build-images", ExitCode.USAGE, "--registry (or ECR_REGISTRY) is required to push images")
@@ -244,6 +248,10 @@ def build_images_command(args: argparse.Namespace) -> int:
     if not args.skip_build:
         for repository, dockerfile in images.values():
             ref = f"{args.registry}/{repository}:{args.tag}"
+            existing = pushed_digest(repository, args.tag, endpoint_url=args.endpoint_url)
+            if existing:
+                print(f"{ref} is already in ECR as {existing} (an earlier attempt at this commit): not rebuilt", flush=True)
+                continue
             for command in (["docker", "build", "--pull", "-f", dockerfile, "-t", ref, "."], ["docker", "push", ref]):
                 print("+ " + " ".join(command), flush=True)
                 if subprocess.run(command, check=False).returncode != 0:
@@ -255,8 +263,7 @@ def build_images_command(args: argparse.Namespace) -> int:
         digest = image_digest(repository, args.tag, endpoint_url=args.endpoint_url)
         result = scan_findings(repository, digest, fail_on=fail_on, timeout_s=args.scan_timeout_s, endpoint_url=args.endpoint_url)
         print(result.render(), flush=True)
-        host = args.registry or repository
-        written[role] = f"{host}/{repository}@{digest}" if args.registry else f"{repository}@{digest}"
+        written[role] = f"{args.registry}/{repository}@{digest}" if args.registry else f"{repository}@{digest}"
         if not result.passed:
             refused.append(result.render())
     if refused:

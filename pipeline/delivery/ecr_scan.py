@@ -87,6 +87,21 @@ def scan_findings(
     return judge_findings(repository, digest, counts, fail_on)
 
 
+def pushed_digest(repository: str, tag: str, *, client: Any = None, endpoint_url: str | None = None) -> str | None:
+    """The digest of ``repository:tag`` when ECR already holds that tag, else None.
+
+    The repositories are tag-immutable and BuildImages tags with the commit: a tag that
+    exists was built from this commit's Dockerfiles by an earlier attempt (a retried
+    stage, or the drift-retrain trigger re-running the same commit). Pushing again
+    would be refused, so the stage reuses what is there."""
+    client = client or make_client("ecr", endpoint_url=endpoint_url)
+    try:
+        details = client.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"]
+    except client.exceptions.ImageNotFoundException:
+        return None
+    return str(details[0]["imageDigest"]) if details else None
+
+
 def image_digest(repository: str, tag: str, *, client: Any = None, endpoint_url: str | None = None) -> str:
     """The digest ECR holds for ``repository:tag`` (what later stages reference)."""
     client = client or make_client("ecr", endpoint_url=endpoint_url)

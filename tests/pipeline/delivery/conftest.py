@@ -27,6 +27,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def put_fake_on_path(name: str, bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fakes/NAME`` on PATH as ``NAME``, run by this interpreter: a fresh machine's
+    ``python3`` need not have the project's packages the fake imports."""
+    import os
+    import sys
+
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    wrapper = bin_dir / name
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).parent / "fakes" / name}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer

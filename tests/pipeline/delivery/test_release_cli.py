@@ -19,9 +19,9 @@ from pipeline.delivery import deploy_record, registry
 from pipeline.exit_codes import ExitCode
 
 from .argo_double import MODEL, ArgoDouble
+from .conftest import put_fake_on_path
 from .release_harness import IMAGES, Outcome, World, make_world
 
-FAKES = Path(__file__).parent / "fakes"
 
 
 class Cli:
@@ -32,7 +32,7 @@ class Cli:
         self.state = tmp_path / "kubectl-state.json"
         self.save(world.cluster)
         monkeypatch.setenv("FAKE_KUBECTL_STATE", str(self.state))
-        monkeypatch.setenv("PATH", f"{FAKES}:" + __import__("os").environ["PATH"])
+        put_fake_on_path("kubectl", tmp_path / "bin", monkeypatch)
         monkeypatch.delenv("KUBECTL", raising=False)
         self.smoke_fails: set[str] = set()
         monkeypatch.setattr("pipeline.delivery.rehearsal.default_smoke_test", lambda uri, name: self.smoke)
