@@ -397,7 +397,7 @@ def _gate(check: _Checker, raw: Any, task: Task) -> Gate | None:
         thresholds = task.thresholds(**converted)
     except ValueError as exc:
         # The dataclass's own range checks; their message starts with the field's name.
-        field_name = next((k for k in names if str(exc).startswith(k)), None)
+        field_name = next((k for k in names if str(exc).startswith(f"{k} ")), None)
         check.fail(f"gate.{field_name}" if field_name else "gate", str(exc))
         return None
     return None if metric is None else Gate(metric=metric, thresholds=thresholds)

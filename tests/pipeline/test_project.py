@@ -163,6 +163,7 @@ REFUSALS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("gate threshold of the wrong type", _set("gate/bootstrap_samples", "many"), "gate.bootstrap_samples", "'many'"),
     ("gate threshold out of range (GateThresholds' own check)", _set("gate/confidence", 1.5),
      "gate.confidence", "1.5"),
+    ("gate threshold below zero", _set("gate/min_fairness_group_rows", -1), "gate.min_fairness_group_rows", "-1"),
     ("bad model name", _set("model_name", "churn model!"), "model_name", "'churn model!'"),
     ("bad entry point", _set("training/entry_point", "train.py"), "training.entry_point", "'train.py'"),
     ("hyperparameters not a mapping", _set("training/hyperparameters", [1]), "training.hyperparameters", "[1]"),
