@@ -17,6 +17,7 @@ from pipeline import console
 from pipeline.exit_codes import ExitCode
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "pipeline.commands.init",
     "pipeline.commands.run",
     "pipeline.commands.serve",
     "pipeline.commands.step",
