@@ -41,11 +41,14 @@ bootstrap-uv:
 	  $(PYTHON) -m venv $(UV_VENV) && \
 	  $(UV_VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION); }
 
-# Every uv call names the environment's interpreter with --python.
+# Every uv call names the environment's interpreter with --python. --compile-bytecode
+# writes every module's bytecode at install: where PYTHONDONTWRITEBYTECODE is set (CI
+# machines) Python otherwise recompiles MLflow, pandas and XGBoost in every process,
+# which made each `python -m pipeline` start seconds slower.
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@$(MAKE) --no-print-directory bootstrap-uv
 	$(UV) venv -q --allow-existing $(VENV) --python $(PYTHON)
-	$(UV) pip sync -q --require-hashes --python $(VENV)/bin/python requirements.lock
+	$(UV) pip sync -q --require-hashes --compile-bytecode --python $(VENV)/bin/python requirements.lock
 	$(UV) pip install -q --python $(VENV)/bin/python --no-deps -e .
 	@touch $@
 
@@ -53,7 +56,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 $(CHECKOV_VENV)/.installed: requirements-checkov.lock
 	@$(MAKE) --no-print-directory bootstrap-uv
 	$(UV) venv -q --allow-existing $(CHECKOV_VENV) --python $(PYTHON)
-	$(UV) pip sync -q --require-hashes --python $(CHECKOV_VENV)/bin/python requirements-checkov.lock
+	$(UV) pip sync -q --require-hashes --compile-bytecode --python $(CHECKOV_VENV)/bin/python requirements-checkov.lock
 	@touch $@
 
 # parliament (the IAM checker, infra/iam_check.py) too: it needs boto3 and setuptools pins
@@ -61,7 +64,7 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.lock
 $(PARLIAMENT_VENV)/.installed: requirements-parliament.lock
 	@$(MAKE) --no-print-directory bootstrap-uv
 	$(UV) venv -q --allow-existing $(PARLIAMENT_VENV) --python $(PYTHON)
-	$(UV) pip sync -q --require-hashes --python $(PARLIAMENT_VENV)/bin/python requirements-parliament.lock
+	$(UV) pip sync -q --require-hashes --compile-bytecode --python $(PARLIAMENT_VENV)/bin/python requirements-parliament.lock
 	@touch $@
 
 # Without --upgrade, uv keeps every version the existing lock pins and resolves only what
