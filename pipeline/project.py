@@ -43,6 +43,10 @@ MODEL_NAME_PATTERN: Final = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 """SageMaker's model package group name pattern (letters, digits, inner hyphens, at most
 63 characters): the strictest of the places the name goes (MLflow's registry, the stack
 config, SageMaker), so a name that loads is accepted by all of them."""
+MAX_CATEGORY_VALUES: Final = 200
+"""``profile`` refuses a text column with more distinct values than this: an identifier,
+free text or a timestamp is not a category a model learns from, and listing every value
+would bury the file (Adult's widest category, native_country, has 41)."""
 _ENTRY_POINT_PATTERN: Final = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 
@@ -618,8 +622,9 @@ def profile(frame: pd.DataFrame, label: str, task: str = "binary", *, model_name
     nullable. The positive class is chosen by ``choose_positive_class``. Slices and
     the sensitive attribute are left empty (a person chooses them), the gate and training
     take their defaults. Raises ``ValueError`` when ``label`` is not a column, holds nulls,
-    is not numeric for regression or does not have exactly two values for binary, or when
-    a column is entirely null.
+    is not numeric for regression or does not have exactly two values for binary, when
+    a column is entirely null, or when a text column has more than
+    ``MAX_CATEGORY_VALUES`` distinct values.
     """
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
@@ -645,6 +650,12 @@ def profile(frame: pd.DataFrame, label: str, task: str = "binary", *, model_name
                              f"{len(counts)}: {shown}{' ...' if len(counts) > 10 else ''}")
         positive = choose_positive_class({_python(k): int(v) for k, v in counts.items()})
     columns = tuple(_profile_column(frame, str(name)) for name in frame.columns)
+    wide = [f"{c.name!r} ({len(c.values)} distinct values)" for c in columns
+            if c.values is not None and len(c.values) > MAX_CATEGORY_VALUES and c.name != label]
+    if wide:
+        raise ValueError(f"text column(s) {', '.join(wide)} have more than {MAX_CATEGORY_VALUES} distinct values: "
+                         "an identifier, free text or a timestamp is not a category a model learns from; "
+                         "leave them out (init --exclude COLUMN) or convert them to numbers first")
     if len(columns) < 2:
         raise ValueError(f"the data has only the label column {label!r}; there is nothing to learn from")
     return Project(

@@ -5,7 +5,9 @@ does (``pipeline.data.load_dataset``), infer every column's type, range, allowed
 and nullability (``pipeline.project.profile``), and write a commented YAML a person
 reviews and edits (slices, sensitive attribute, gate thresholds). An existing file is
 never overwritten without ``--force``; a label that is missing, null, non-numeric for
-regression or not two-valued for binary is refused (exit 2) and nothing is written.
+regression or not two-valued for binary is refused (exit 2) and nothing is written, as is
+a text column with so many distinct values that it is an identifier or free text
+(``--exclude`` leaves such a column out).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ def add_parser(subparsers: Any) -> None:
                         help="the configuration to write (default project.yaml)")
     parser.add_argument("--model-name", default=None,
                         help="the registered model's name (default: the data file's name, e.g. adult for adult.csv.gz)")
+    parser.add_argument("--exclude", action="append", default=[], metavar="COLUMN",
+                        help="leave COLUMN out of the contract (an identifier, free text); repeatable. The "
+                             "pipeline ignores columns the contract does not declare")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     parser.set_defaults(func=init_command)
 
@@ -69,8 +74,13 @@ def init_command(args: argparse.Namespace) -> int:
         print(f"invalid data: {exc}", file=sys.stderr)
         return int(ExitCode.INVALID_DATA)
     model_name = args.model_name or default_model_name(args.data.name)
+    unknown = sorted(set(args.exclude) - {str(c) for c in frame.columns})
+    if unknown or args.label in args.exclude:
+        why = f"--exclude names no column of the data: {', '.join(unknown)}" if unknown else f"--exclude names the label {args.label!r}"
+        print(f"error: {args.data}: {why}", file=sys.stderr)
+        return int(ExitCode.USAGE)
     try:
-        project = profile(frame, args.label, args.task, model_name=model_name)
+        project = profile(frame.drop(columns=args.exclude), args.label, args.task, model_name=model_name)
         text = render(project, source=str(args.data))
         # What is written must load back to what was profiled and agree with its data.
         written = loads(text, source=str(out))

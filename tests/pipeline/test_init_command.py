@@ -100,3 +100,30 @@ def test_init_refuses_an_unreadable_file_and_a_bad_model_name(houses: Path, tmp_
     assert code == ExitCode.USAGE
     assert "model_name: 'my model'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_an_identifier_column_is_refused_until_it_is_excluded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A text column of unique values (an id, free text) would be written as a category
+    with every value listed; init refuses it by name, and --exclude leaves it out."""
+    from pipeline.project import MAX_CATEGORY_VALUES
+
+    rows = MAX_CATEGORY_VALUES + 50
+    data = tmp_path / "customers.csv"
+    pd.DataFrame({"customer_id": [f"C{i:05d}" for i in range(rows)], "age": [20 + i % 50 for i in range(rows)],
+                  "plan": ["basic", "plus"] * (rows // 2), "churned": [i % 3 == 0 for i in range(rows)]}).to_csv(data, index=False)
+    out = tmp_path / "project.yaml"
+    assert cli.main(["init", "--data", str(data), "--label", "churned", "--out", str(out)]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert f"'customer_id' ({rows} distinct values)" in err and "--exclude" in err and not out.exists()
+
+    assert cli.main(["init", "--data", str(data), "--label", "churned", "--out", str(out), "--exclude", "customer_id"]) == ExitCode.OK
+    assert [c.name for c in load(out).data.columns] == ["age", "plan", "churned"]
+
+
+@pytest.mark.parametrize(("exclude", "message"), [("nope", "--exclude names no column of the data: nope"),
+                                                  ("sold", "--exclude names the label 'sold'")])
+def test_exclude_refuses_what_it_cannot_leave_out(houses: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  exclude: str, message: str) -> None:
+    out = tmp_path / "project.yaml"
+    assert cli.main(["init", "--data", str(houses), "--label", "sold", "--out", str(out), "--exclude", exclude]) == ExitCode.USAGE
+    assert message in capsys.readouterr().err and not out.exists()
