@@ -7,6 +7,7 @@ whole suite stays within its time budget on two cores.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -40,3 +41,15 @@ def fast_hyperparameters():
     from training.model import Hyperparameters
 
     return Hyperparameters(n_estimators=80, max_depth=5, learning_rate=0.15, device="cpu")
+
+
+@pytest.fixture()
+def fresh_console(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI's console as a new process has it: no verbosity from the environment
+    before the test, the module's state reset after it (``--quiet``/``--json`` set it)."""
+    from pipeline import console
+
+    monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
+    monkeypatch.delenv("PIPELINE_DEBUG", raising=False)
+    yield
+    console.reset()

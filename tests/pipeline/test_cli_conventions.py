@@ -17,12 +17,7 @@ from pipeline.local_store import LocalStore
 from pipeline.runner import StepProgress, Step, StepContext, execute
 
 
-@pytest.fixture(autouse=True)
-def _reset_console(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
-    monkeypatch.delenv("PIPELINE_DEBUG", raising=False)
-    yield
-    console.reset()
+pytestmark = pytest.mark.usefixtures("fresh_console")
 
 
 def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:

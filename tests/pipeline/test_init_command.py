@@ -9,17 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import cli, console
+from pipeline import cli
 from pipeline.exit_codes import ExitCode
 from pipeline.project import load
 
 
-@pytest.fixture(autouse=True)
-def _reset_console(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
-    monkeypatch.delenv("PIPELINE_DEBUG", raising=False)
-    yield
-    console.reset()
+pytestmark = pytest.mark.usefixtures("fresh_console")
 
 
 @pytest.fixture
