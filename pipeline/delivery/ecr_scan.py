@@ -96,10 +96,9 @@ def pushed_digest(repository: str, tag: str, *, client: Any = None, endpoint_url
     would be refused, so the stage reuses what is there."""
     client = client or make_client("ecr", endpoint_url=endpoint_url)
     try:
-        details = client.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"]
-    except client.exceptions.ImageNotFoundException:
+        return image_digest(repository, tag, client=client)
+    except (client.exceptions.ImageNotFoundException, LookupError):
         return None
-    return str(details[0]["imageDigest"]) if details else None
 
 
 def image_digest(repository: str, tag: str, *, client: Any = None, endpoint_url: str | None = None) -> str:
