@@ -90,7 +90,8 @@ def write_capture(folder: Path, gigabytes: float, seed: int) -> tuple[int, int]:
 
     import pandas as pd
 
-    from pipeline.schema import DEFAULT_DATASET, FEATURES
+    from pipeline.schema import DEFAULT_DATASET
+    from pipeline import schema
 
     marker = folder / f"complete-{gigabytes:g}GB-{seed}.json"
     if marker.exists():
@@ -100,7 +101,7 @@ def write_capture(folder: Path, gigabytes: float, seed: int) -> tuple[int, int]:
     for old in folder.glob("capture-*.jsonl"):
         old.unlink()
     rng = np.random.default_rng(seed)
-    frame = pd.read_csv(DEFAULT_DATASET).loc[:, list(FEATURES)]
+    frame = pd.read_csv(DEFAULT_DATASET).loc[:, list(schema.FEATURES)]
     rows = [[None if isinstance(v, float) and v != v else v for v in r] for r in frame.itertuples(index=False)]
 
     def record(size: int) -> str:
@@ -108,7 +109,7 @@ def write_capture(folder: Path, gigabytes: float, seed: int) -> tuple[int, int]:
         probabilities = np.round(rng.random(size), 4).tolist()
         return json.dumps({
             "request_id": "@ID@", "client_request_id": "client", "timestamp": "2026-12-01T00:00:00Z",
-            "model_name": "adult-income", "model_version": "1", "columns": list(FEATURES),
+            "model_name": "adult-income", "model_version": "1", "columns": list(schema.FEATURES),
             "rows": [rows[i] for i in picks], "predictions": [int(p >= 0.5) for p in probabilities],
             "probabilities": probabilities,
         })

@@ -25,12 +25,13 @@ _CHILD = r"""
 import json, sys, tempfile, time
 from pathlib import Path
 import numpy as np, pandas as pd
-from pipeline.schema import DEFAULT_DATASET, LABEL
+from pipeline.schema import DEFAULT_DATASET
+from pipeline import schema
 from pipeline.steps.gate import GateThresholds, judge
 
 frame = pd.read_csv(DEFAULT_DATASET)
 holdout = frame.sample(frac=0.2, random_state=0).reset_index(drop=True)
-y = holdout[LABEL].to_numpy()
+y = holdout[schema.LABEL].to_numpy()
 rng = np.random.default_rng(0)
 challenger = np.clip(0.6 * y + rng.normal(0.2, 0.2, len(y)), 0, 1)
 champion = np.clip(0.55 * y + rng.normal(0.22, 0.2, len(y)), 0, 1)

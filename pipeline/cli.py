@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pipeline import console
 from pipeline.exit_codes import ExitCode
@@ -65,6 +66,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         epilog="Exit codes: " + ", ".join(f"{c.value} {c.name.lower()}" for c in ExitCode),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--project", type=Path, metavar="FILE",
+                        help="the project configuration (default: $MLOPS_PROJECT, else ./project.yaml, "
+                             "else the shipped Adult example); docs/contracts.md documents it")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES if only is None else (only,):
         importlib.import_module(module_name).add_parser(subparsers)
@@ -73,9 +77,34 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _activate_project(argv: list[str]) -> list[str] | int:
+    """Load the project configuration ``--project`` names (or the default one) before any
+    command module is imported; returns ``argv`` without ``--project FILE``, or exit 2 when
+    the file is refused (every problem named, by key)."""
+    from pipeline import schema
+    from pipeline.project import ProjectConfigError
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--project", type=Path)
+    command = next((i for i, a in enumerate(argv) if not a.startswith("-") and argv[i - 1:i] != ["--project"]), len(argv))
+    known, rest = pre.parse_known_args(argv[:command])
+    if "-h" in argv or "--help" in argv or "--version" in argv or argv[:1] == ["init"]:
+        # Help, the version and ``init`` (which writes the file) need no valid configuration.
+        return rest + argv[command:]
+    try:
+        schema.activate(known.project)
+    except ProjectConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    return rest + argv[command:]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; returns its exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    activated = _activate_project(list(sys.argv[1:] if argv is None else argv))
+    if isinstance(activated, int):
+        return activated
+    argv = activated
     # A module's last name is its command's name (pipeline.commands.run -> run).
     chosen = next((m for m in COMMAND_MODULES if argv and m.rsplit(".", 1)[-1] == argv[0]), None)
     args = build_parser(chosen).parse_args(argv)

@@ -28,10 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.digest import combine, json_digest, source_digest
+from pipeline.digest import combine, file_digest, json_digest, source_digest
 from pipeline.exit_codes import ExitCode
 from pipeline.local_store import LocalStore
-from pipeline.schema import DEFAULT_DATASET, DEFAULT_MODEL_NAME
+from pipeline.schema import DEFAULT_DATASET
+from pipeline import schema
 from pipeline.step_code import code_files
 
 
@@ -212,7 +213,7 @@ def _champion_version(tracking_uri: str, config: Any) -> str | None:
     from pipeline.registry import current_champion
 
     try:
-        champion = current_champion(tracking_uri, getattr(config, "model_name", DEFAULT_MODEL_NAME))
+        champion = current_champion(tracking_uri, getattr(config, "model_name", schema.DEFAULT_MODEL_NAME))
     except Exception:  # noqa: BLE001 - the summary must not turn an outcome into a crash
         return None
     return champion.version if champion else None
@@ -319,6 +320,9 @@ def execute(
                 key = combine(
                     {
                         "code": source_digest(code_files(step.sources, step.run)),
+                        # Every step reads the project configuration (``pipeline.schema``):
+                        # an edited contract, gate or trainer re-runs what it changes.
+                        "project": file_digest(schema.PROJECT_PATH),
                         "params": json_digest(step.params(config)),
                         "external": json_digest(step.external(config)),
                         **{f"input:{n}": artifacts[n].digest for n in step.inputs},
@@ -421,7 +425,7 @@ class RunConfig:
 
     data: Path = DEFAULT_DATASET
     tracking_uri: str | None = None
-    model_name: str = DEFAULT_MODEL_NAME
+    model_name: str = field(default_factory=lambda: schema.DEFAULT_MODEL_NAME)
     store: LocalStore | None = None
     force: bool = False
     hyperparameters: Any = None
@@ -440,7 +444,6 @@ class RunConfig:
     def resolved(self) -> RunConfig:
         """A copy with every ``None`` replaced by its default (tracking URI: argument, else
         ``MLFLOW_TRACKING_URI``, else the local store's SQLite file)."""
-        from pipeline.steps.gate import GateThresholds
         from pipeline.steps.split import SplitParams
         from pipeline.steps.validate import ValidationThresholds
         from training.model import Hyperparameters
@@ -455,7 +458,7 @@ class RunConfig:
             hyperparameters=self.hyperparameters or Hyperparameters(),
             split=self.split or SplitParams(),
             validation=self.validation or ValidationThresholds(),
-            gate=self.gate or GateThresholds(),
+            gate=self.gate or schema.THRESHOLDS,
             deploy=self.deploy,
             release_alias=self.release_alias,
             create_registry=self.create_registry,

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from pipeline.schema import DEFAULT_MODEL_NAME
+from pipeline import schema
 from pipeline.steps.gate import GateThresholds
 from pipeline.tracking_credentials import SECRET_ENV as CREDENTIALS_SECRET_ENV
 
@@ -127,8 +127,8 @@ class PipelineSpec:
     artifacts_s3_prefix: str
     kms_key_id: str
     mlflow_tracking_uri: str
-    model_name: str = DEFAULT_MODEL_NAME
-    gate: GateThresholds = field(default_factory=GateThresholds)
+    model_name: str = field(default_factory=lambda: schema.DEFAULT_MODEL_NAME)
+    gate: GateThresholds = field(default_factory=lambda: schema.THRESHOLDS)
     hyperparameters: Mapping[str, str | int | float] = field(default_factory=dict)
     training_max_runtime_s: int = 4 * 3600
     processing_max_runtime_s: int = 3600

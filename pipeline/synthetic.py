@@ -29,7 +29,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
-from pipeline.schema import COLUMNS, DEFAULT_DATASET, NUMERIC_FEATURES, NUMERIC_RANGES
+from pipeline.schema import DEFAULT_DATASET
+from pipeline import schema
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,7 +66,7 @@ SWAP_EDUCATION_SPAN: Final = 12
 def _reference() -> pd.DataFrame:
     from pipeline.data import load_dataset
 
-    return load_dataset(DEFAULT_DATASET).loc[:, list(COLUMNS)]
+    return load_dataset(DEFAULT_DATASET).loc[:, list(schema.COLUMNS)]
 
 
 @lru_cache(maxsize=1)
@@ -157,12 +158,12 @@ def generate_synthetic(n_rows: int, *, seed: int = 0, drift: float = 0.0) -> pd.
     rows = rng.choice(len(real), size=int(n_rows), p=weights / weights.sum())
     frame = real.iloc[rows].reset_index(drop=True).copy()
 
-    for column in NUMERIC_FEATURES:
+    for column in schema.NUMERIC_FEATURES:
         values = _rank_jitter(column, rows, rng).astype(float) if column in JITTERED_COLUMNS else frame[column].to_numpy(dtype=float)
         if column in NUMERIC_SHIFT and drift > 0:
             how, amount = NUMERIC_SHIFT[column]
             values = values + np.round(amount * drift) if how == "add" else values * (1 + amount * drift)
-        low, high = NUMERIC_RANGES[column]
+        low, high = schema.NUMERIC_RANGES[column]
         frame[column] = np.clip(np.round(values), low, high).astype("int64")
 
     if drift > 0:
@@ -171,4 +172,4 @@ def generate_synthetic(n_rows: int, *, seed: int = 0, drift: float = 0.0) -> pd.
         for column, mapping in swaps.items():
             values = frame[column]
             frame[column] = values.where(~swapped | ~values.isin(list(mapping)), values.map(mapping))
-    return pd.DataFrame(frame, columns=list(COLUMNS))
+    return pd.DataFrame(frame, columns=list(schema.COLUMNS))

@@ -247,7 +247,7 @@ def gate_step(ctx: StepContext) -> dict[str, Artifact]:
     import pandas as pd
 
     from pipeline import plots
-    from pipeline.schema import LABEL
+    from pipeline import schema
     from pipeline.steps.gate import judge, refusal
 
     thresholds = ctx.config.gate
@@ -272,7 +272,7 @@ def gate_step(ctx: StepContext) -> dict[str, Artifact]:
     out.mkdir()
     (out / "gate_report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
     (out / "gate_report.md").write_text(report.to_markdown())
-    plots.gate_plots(holdout[LABEL].to_numpy(), challenger, champion_proba, report, ctx.output_dir / "plots")
+    plots.gate_plots(holdout[schema.LABEL].to_numpy(), challenger, champion_proba, report, ctx.output_dir / "plots")
     _copy_report(ctx, out / "gate_report.json", out / "gate_report.md")
     ctx.set_outcome(
         gate_passed=report.passed,

@@ -88,3 +88,23 @@ def _no_mlflow_uri_leaks():
 
         _tracking_service.utils._tracking_uri = None
         registry_utils._registry_uri = None
+
+
+@pytest.fixture
+def use_project(monkeypatch: pytest.MonkeyPatch):
+    """``use_project(path)`` makes ``path`` the active project configuration for one test.
+
+    ``pipeline.schema`` serves every step the active contract; the test's own state (the
+    loaded contract and ``MLOPS_PROJECT``, which processes started by the test inherit)
+    is put back afterwards, so a regression project never leaks into the next test."""
+    from pipeline import schema
+
+    monkeypatch.setattr(schema, "_active", None)
+    monkeypatch.delenv(schema.PROJECT_ENV, raising=False)
+
+    def activate(path):
+        contract = schema.activate(path)
+        monkeypatch.setenv(schema.PROJECT_ENV, str(contract.PROJECT_PATH))
+        return contract
+
+    return activate

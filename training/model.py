@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from pipeline.schema import CATEGORICAL_FEATURES, FEATURES, LABEL, NUMERIC_FEATURES
+from pipeline import schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,7 +121,7 @@ def build_preprocessor() -> Any:
 
     return ColumnTransformer(
         [
-            ("numeric", "passthrough", list(NUMERIC_FEATURES)),
+            ("numeric", "passthrough", list(schema.NUMERIC_FEATURES)),
             (
                 "categorical",
                 OrdinalEncoder(
@@ -130,7 +130,7 @@ def build_preprocessor() -> Any:
                     encoded_missing_value=np.nan,
                     dtype=np.float64,
                 ),
-                list(CATEGORICAL_FEATURES),
+                list(schema.CATEGORICAL_FEATURES),
             ),
         ],
         remainder="drop",
@@ -163,12 +163,12 @@ def fit_model(
 
     if len(train) == 0:
         raise ValueError("the training set is empty")
-    if train[LABEL].nunique() != 2:
+    if train[schema.LABEL].nunique() != 2:
         raise ValueError("the training set needs both label classes")
     device = resolve_device(params.device)
     log.info("training XGBoost on device=%s", device)
     preprocessor = build_preprocessor()
-    x_train = preprocessor.fit_transform(train.loc[:, list(FEATURES)])
+    x_train = preprocessor.fit_transform(train.loc[:, list(schema.FEATURES)])
     use_early_stopping = validation is not None and len(validation) > 0 and params.early_stopping_rounds > 0
     classifier = XGBClassifier(
         n_estimators=params.n_estimators,
@@ -187,9 +187,9 @@ def fit_model(
     )
     fit_kwargs: dict[str, Any] = {"verbose": False}
     if use_early_stopping and validation is not None:
-        x_valid = preprocessor.transform(validation.loc[:, list(FEATURES)])
-        fit_kwargs["eval_set"] = [(x_valid, validation[LABEL].to_numpy())]
-    classifier.fit(x_train, train[LABEL].to_numpy(), **fit_kwargs)
+        x_valid = preprocessor.transform(validation.loc[:, list(schema.FEATURES)])
+        fit_kwargs["eval_set"] = [(x_valid, validation[schema.LABEL].to_numpy())]
+    classifier.fit(x_train, train[schema.LABEL].to_numpy(), **fit_kwargs)
     # Predictions on a CPU-resident frame would otherwise warn about a device mismatch
     # every call; serving runs on whatever device the container has.
     classifier.set_params(device="cpu")

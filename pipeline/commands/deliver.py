@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.exit_codes import ExitCode
-from pipeline.schema import DEFAULT_MODEL_NAME
+from pipeline import schema
 
 
 
 def _model_name_default() -> str:
     """Every CodeBuild project of the DeliveryPipeline sets MODEL_NAME (infra/delivery_pipeline.py)."""
-    return os.environ.get("MODEL_NAME") or DEFAULT_MODEL_NAME
+    return os.environ.get("MODEL_NAME") or schema.DEFAULT_MODEL_NAME
 
 
 def add_parser(subparsers: Any) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline.exit_codes import ExitCode
 from pipeline.local_store import LocalStore
-from pipeline.schema import DEFAULT_MODEL_NAME
+from pipeline import schema
 
 
 
@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--capture", help="capture folder, file, or s3://bucket/prefix (default: the local store's capture/)")
     parser.add_argument("--labels", type=Path, help="CSV request_id,row,label of ground truth that has arrived")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else the local store)")
-    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model (default: %(default)s)")
+    parser.add_argument("--model-name", default=schema.DEFAULT_MODEL_NAME, help="registered model (default: %(default)s)")
     parser.add_argument("--alias", default="champion", help="alias of the serving version (default: %(default)s)")
     parser.add_argument("--all-versions", action="store_true", help="judge rows captured for any model version")
     parser.add_argument("--min-rows", type=int, help="rows below which the window is insufficient (default 200)")

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.exit_codes import ExitCode
-from pipeline.schema import DEFAULT_DATASET, DEFAULT_MODEL_NAME
+from pipeline.schema import DEFAULT_DATASET
+from pipeline import schema
 
 
 def _key_values(pairs: list[str], flag: str) -> dict[str, str]:
@@ -43,7 +44,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--force", action="store_true", help="ignore the step cache and re-run every step")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI, else the local store)")
-    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model name (default: %(default)s)")
+    parser.add_argument("--model-name", default=schema.DEFAULT_MODEL_NAME, help="registered model name (default: %(default)s)")
     parser.add_argument("--store", type=Path, default=None,
                         help="local store folder for cache and reports (default: MLOPS_HOME or .mlops/)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -58,7 +59,7 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run_command)
 
 
-def summary(result: Any, model_name: str = DEFAULT_MODEL_NAME) -> str:
+def summary(result: Any, model_name: str) -> str:
     """The closing summary a person reads: champion, decision and why, report, MLflow UI
     (a command that runs as printed, opening the classic view: ``pipeline.mlflow_ui``)."""
     from pipeline.mlflow_ui import ui_hint

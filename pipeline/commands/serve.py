@@ -16,7 +16,7 @@ import sys
 
 from pipeline.exit_codes import ExitCode
 from pipeline.local_store import LocalStore
-from pipeline.schema import DEFAULT_MODEL_NAME
+from pipeline import schema
 
 
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if note:
             print(f"serve: {note}", file=sys.stderr)
     if not args.model_uri and not args.model_name:
-        args.model_name = DEFAULT_MODEL_NAME
+        args.model_name = schema.DEFAULT_MODEL_NAME
     if args.no_capture:
         args.capture_dir = None
     elif not args.capture_dir:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.exit_codes import ExitCode
-from pipeline.schema import DEFAULT_MODEL_NAME
+from pipeline import schema
 
 STEP_NAMES = ("validate", "split", "train", "evaluate", "gate", "register")
 REGISTRY_STEPS = frozenset({"evaluate", "gate", "register"})
@@ -158,7 +158,7 @@ def _registry_champion(params: dict[str, str]) -> tuple[Any, str] | None:
     from pipeline.registry import current_champion
     from pipeline.steps.register import load_champion_model
 
-    name = params.get("model_name") or os.environ.get("MLOPS_MODEL_NAME", DEFAULT_MODEL_NAME)
+    name = params.get("model_name") or os.environ.get("MLOPS_MODEL_NAME", schema.DEFAULT_MODEL_NAME)
     champion = current_champion(uri, name)
     if champion is None:
         return None
@@ -200,9 +200,9 @@ def run_gate(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
     (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=str))
     (out / "gate_report.md").write_text(report.to_markdown())
     from pipeline import plots
-    from pipeline.schema import LABEL
+    from pipeline import schema
 
-    plots.gate_plots(holdout[LABEL].to_numpy(), challenger, champion_proba, report, out / "plots")
+    plots.gate_plots(holdout[schema.LABEL].to_numpy(), challenger, champion_proba, report, out / "plots")
     print(f"gate {'passed' if report.passed else 'REFUSED'}" + "".join(f"\n  - {r}" for r in report.reasons))
     return int(ExitCode.OK)
 
@@ -228,7 +228,7 @@ def run_register(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
         raise StepUsageError(f"create_registry must be true or false, got {create!r}")
     # Never register into a registry a typo would create (unless asked to).
     check_tracking_uri(uri, create=create == "true")
-    name = params.pop("model_name", None) or os.environ.get("MLOPS_MODEL_NAME", DEFAULT_MODEL_NAME)
+    name = params.pop("model_name", None) or os.environ.get("MLOPS_MODEL_NAME", schema.DEFAULT_MODEL_NAME)
     if params.get("git_commit"):
         os.environ["GIT_COMMIT"] = params["git_commit"]
     model_path = _model_file(inputs[0])

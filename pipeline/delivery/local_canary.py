@@ -50,21 +50,21 @@ def replay_requests(data: Path, n_requests: int = 200, rows_per_request: int = 4
     """
     import pandas as pd
 
-    from pipeline.schema import FEATURES
+    from pipeline import schema
 
     if n_requests < 1 or rows_per_request < 1:
         raise ValueError("n_requests and rows_per_request must be >= 1")
     frame = pd.read_csv(data, na_values=["?"]) if data.suffix != ".parquet" else pd.read_parquet(data)
-    missing = [c for c in FEATURES if c not in frame.columns]
+    missing = [c for c in schema.FEATURES if c not in frame.columns]
     if missing:
         raise ValueError(f"{data}: missing feature columns {missing}")
-    rows = frame[list(FEATURES)].sample(n=min(len(frame), n_requests * rows_per_request), random_state=seed, replace=len(frame) < n_requests * rows_per_request)
+    rows = frame[list(schema.FEATURES)].sample(n=min(len(frame), n_requests * rows_per_request), random_state=seed, replace=len(frame) < n_requests * rows_per_request)
     bodies = []
     # Object dtype so missing values serialise as JSON null, as a client sends them.
     rows = rows.astype(object).where(rows.notna(), None)
     for start in range(0, len(rows), rows_per_request):
         chunk = rows.iloc[start : start + rows_per_request]
-        bodies.append(json.dumps({"dataframe_split": {"columns": list(FEATURES), "data": chunk.values.tolist()}}).encode())
+        bodies.append(json.dumps({"dataframe_split": {"columns": list(schema.FEATURES), "data": chunk.values.tolist()}}).encode())
     return bodies[:n_requests]
 
 

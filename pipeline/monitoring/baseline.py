@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.monitoring.errors import BaselineError
-from pipeline.schema import CATEGORICAL_FEATURES, FEATURES, LABEL, NUMERIC_FEATURES
+from pipeline import schema
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -50,21 +50,21 @@ def normalise_baseline(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
 
     Raises ``BaselineError`` naming the missing columns, or when the frame has no rows.
     """
-    missing = [c for c in (*FEATURES, PREDICTION_COLUMN) if c not in frame.columns]
+    missing = [c for c in (*schema.FEATURES, PREDICTION_COLUMN) if c not in frame.columns]
     if missing:
         raise BaselineError(f"baseline {origin} lacks column(s): {', '.join(missing)}")
     if frame.empty:
         raise BaselineError(f"baseline {origin} has no rows")
     out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
-    for column in NUMERIC_FEATURES:
+    for column in schema.NUMERIC_FEATURES:
         out[column] = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
-    for column in CATEGORICAL_FEATURES:
+    for column in schema.CATEGORICAL_FEATURES:
         values = frame[column].astype(object).to_numpy()
         out[column] = [None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v) for v in values]
     out[PREDICTION_COLUMN] = pd.to_numeric(frame[PREDICTION_COLUMN], errors="coerce").to_numpy(dtype=np.float64)
-    if LABEL in frame.columns:
-        out[LABEL] = pd.to_numeric(frame[LABEL], errors="coerce").to_numpy(dtype=np.float64)
-    return out.loc[:, [*FEATURES, PREDICTION_COLUMN, *([LABEL] if LABEL in frame.columns else [])]]
+    if schema.LABEL in frame.columns:
+        out[schema.LABEL] = pd.to_numeric(frame[schema.LABEL], errors="coerce").to_numpy(dtype=np.float64)
+    return out.loc[:, [*schema.FEATURES, PREDICTION_COLUMN, *([schema.LABEL] if schema.LABEL in frame.columns else [])]]
 
 
 def _holdout_auc(client: MlflowClient, run_id: str | None) -> float | None:

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.monitoring.errors import CaptureError
-from pipeline.schema import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
+from pipeline import schema
 
 CAPTURE_PREFIX: Final = "capture-"
 CAPTURE_SUFFIXES: Final = (".jsonl", ".jsonl.gz")
@@ -369,7 +369,7 @@ def parse_capture(
         window.requests += 1
         window.rows_read += n_rows
         positions = {column: i for i, column in enumerate(record["columns"])}
-        picks = [positions.get(column) for column in FEATURES]
+        picks = [positions.get(column) for column in schema.FEATURES]
         probabilities = record["probabilities"] or [None] * n_rows
         request_id = record["request_id"]
         if labels is not None:
@@ -399,10 +399,10 @@ def parse_capture(
 
 
 def frame_of(rows: list[list[Any]], non_numeric: dict[str, int] | None = None) -> pd.DataFrame:
-    """Feature rows (in ``FEATURES`` order) as a typed frame: numeric columns float (NaN
+    """Feature rows (in ``schema.FEATURES`` order) as a typed frame: numeric columns float (NaN
     where missing or not a number, counted into ``non_numeric``), categoricals str or None."""
-    raw = pd.DataFrame(rows, columns=list(FEATURES), dtype=object) if rows else pd.DataFrame(columns=list(FEATURES), dtype=object)
-    for column in NUMERIC_FEATURES:
+    raw = pd.DataFrame(rows, columns=list(schema.FEATURES), dtype=object) if rows else pd.DataFrame(columns=list(schema.FEATURES), dtype=object)
+    for column in schema.NUMERIC_FEATURES:
         # Numbers as floats (one too large for a float is NaN); strings as pandas parses
         # them ("41" is 41, "forty" is not a number and is counted).
         values = pd.Series([_as_float(v) if _is_number(v) else v for v in raw[column]], index=raw.index, dtype=object)
@@ -410,7 +410,7 @@ def frame_of(rows: list[list[Any]], non_numeric: dict[str, int] | None = None) -
         if non_numeric is not None:
             non_numeric[column] = int((values.notna() & numeric.isna()).sum())
         raw[column] = numeric
-    for column in CATEGORICAL_FEATURES:
+    for column in schema.CATEGORICAL_FEATURES:
         raw[column] = pd.Series(
             [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in raw[column]],
             index=raw.index, dtype=object,

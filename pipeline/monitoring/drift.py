@@ -19,7 +19,7 @@ import pandas as pd
 
 from pipeline.monitoring.stats import categorical_drift, numeric_drift
 from pipeline.monitoring.thresholds import Thresholds
-from pipeline.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from pipeline import schema
 
 NULL_BUCKET: Final = "<null>"
 OTHER_BUCKET: Final = "<other>"
@@ -109,14 +109,14 @@ def feature_drift(baseline: pd.DataFrame, live: pd.DataFrame, thresholds: Thresh
     A column with no usable value on one side is reported with a note, not compared.
     """
     results = _numeric(
-        NUMERIC_FEATURES,
-        [baseline[c].to_numpy(dtype=np.float64) for c in NUMERIC_FEATURES],
-        [live[c].to_numpy(dtype=np.float64) for c in NUMERIC_FEATURES],
+        schema.NUMERIC_FEATURES,
+        [baseline[c].to_numpy(dtype=np.float64) for c in schema.NUMERIC_FEATURES],
+        [live[c].to_numpy(dtype=np.float64) for c in schema.NUMERIC_FEATURES],
         "numeric",
         thresholds.psi_drift,
         thresholds,
     )
-    for column in CATEGORICAL_FEATURES:
+    for column in schema.CATEGORICAL_FEATURES:
         names, b, a = category_buckets(baseline[column], live[column], thresholds.min_category_share)
         if b.sum() == 0 or a.sum() == 0:
             results.append(FeatureDrift(column, "categorical", "chi2", None, None, None, int(b.sum()), int(a.sum()), False, "no values on one side: not compared"))

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from pipeline.monitoring.thresholds import Thresholds
-from pipeline.schema import LABEL, SLICE_COLUMNS
+from pipeline import schema
 
 
 @dataclass(frozen=True)
@@ -84,18 +84,18 @@ def evaluate_performance(
     if count < thresholds.min_labelled_rows or live_auc is None:
         why = "a single class" if live_auc is None else f"fewer than min_labelled_rows={thresholds.min_labelled_rows}"
         return Performance("insufficient", count, live_auc, note=f"{count} labelled rows, {why}: performance not judged")
-    has_baseline_labels = LABEL in baseline.columns and "prediction" in baseline.columns
+    has_baseline_labels = schema.LABEL in baseline.columns and "prediction" in baseline.columns
     reference: float | None
     if holdout_roc_auc is not None:
         reference, source = holdout_roc_auc, "model version holdout metric"
     elif has_baseline_labels:
-        reference, source = _auc(baseline[LABEL].to_numpy(), baseline["prediction"].to_numpy()), "baseline rows (training data)"
+        reference, source = _auc(baseline[schema.LABEL].to_numpy(), baseline["prediction"].to_numpy()), "baseline rows (training data)"
     else:
         reference, source = None, "none"
     drop = None if reference is None else reference - live_auc
     slices: list[SlicePerformance] = []
     live_labelled = features.loc[mask]
-    for column in SLICE_COLUMNS:
+    for column in schema.SLICE_COLUMNS:
         for value in sorted(live_labelled[column].dropna().unique()):
             in_slice = (live_labelled[column] == value).to_numpy()
             rows = int(in_slice.sum())
@@ -103,7 +103,7 @@ def evaluate_performance(
             base_auc = None
             if has_baseline_labels:
                 base_rows = baseline[column] == value
-                base_auc = _auc(baseline.loc[base_rows, LABEL].to_numpy(), baseline.loc[base_rows, "prediction"].to_numpy())
+                base_auc = _auc(baseline.loc[base_rows, schema.LABEL].to_numpy(), baseline.loc[base_rows, "prediction"].to_numpy())
             slice_drop = None if slice_auc is None or base_auc is None else base_auc - slice_auc
             note = "" if slice_auc is not None else f"{rows} labelled rows (needs {thresholds.min_slice_rows}, both classes)"
             slices.append(

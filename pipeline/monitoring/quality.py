@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.monitoring.capture import MAX_EXAMPLES
 from pipeline.monitoring.thresholds import Thresholds
-from pipeline.schema import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, NUMERIC_RANGES
+from pipeline import schema
 
 CheckName = Literal["nulls", "out_of_range", "non_numeric", "unseen_categories"]
 
@@ -55,7 +55,7 @@ def data_quality(
     if rows == 0:
         raise ValueError("data quality needs at least one live row")
     checks: list[QualityCheck] = []
-    for column in FEATURES:
+    for column in schema.FEATURES:
         bad_type = non_numeric.get(column, 0)
         nulls = int(live[column].isna().sum()) - bad_type
         base_rate = float(baseline[column].isna().mean()) if len(baseline) else 0.0
@@ -64,8 +64,8 @@ def data_quality(
             QualityCheck(column, "nulls", nulls, rate, base_rate + thresholds.max_null_rate_increase,
                          rate - base_rate > thresholds.max_null_rate_increase, baseline_rate=base_rate)
         )
-    for column in NUMERIC_FEATURES:
-        low, high = NUMERIC_RANGES[column]
+    for column in schema.NUMERIC_FEATURES:
+        low, high = schema.NUMERIC_RANGES[column]
         values = live[column].to_numpy(dtype=np.float64)
         present = ~np.isnan(values)
         outside = present & ((values < low) | (values > high))
@@ -80,7 +80,7 @@ def data_quality(
             QualityCheck(column, "non_numeric", bad_type, bad_type / rows, thresholds.max_out_of_range_rate,
                          bad_type / rows > thresholds.max_out_of_range_rate)
         )
-    for column in CATEGORICAL_FEATURES:
+    for column in schema.CATEGORICAL_FEATURES:
         known = set(baseline[column].dropna().unique())
         values = live[column].dropna()
         unseen = values[~values.isin(known)]

@@ -28,7 +28,7 @@ from pipeline.monitoring.publish import cloudwatch_datums, publish_cloudwatch, w
 from pipeline.monitoring.report import report_folder, write_report
 from pipeline.monitoring.thresholds import Thresholds
 from pipeline.monitoring.tracking import drift_history, log_monitor_run
-from pipeline.schema import DEFAULT_MODEL_NAME
+from pipeline import schema
 
 PROMETHEUS_FILENAME: Final = "monitor.prom"
 
@@ -40,7 +40,7 @@ class MonitorOptions:
     capture: str
     tracking_uri: str
     reports_dir: Path
-    model_name: str = DEFAULT_MODEL_NAME
+    model_name: str = field(default_factory=lambda: schema.DEFAULT_MODEL_NAME)
     alias: str = "champion"
     labels: Path | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)

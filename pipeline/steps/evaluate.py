@@ -2,8 +2,8 @@
 
 Metrics are computed from predicted probabilities (so champion and challenger can be
 compared on the same rows without refitting anything): ROC AUC and friends overall,
-the same per value of each ``SLICE_COLUMNS`` attribute, and two group-fairness gaps
-across ``SENSITIVE_ATTRIBUTE``: demographic parity difference (spread of positive
+the same per value of each ``schema.SLICE_COLUMNS`` attribute, and two group-fairness gaps
+across ``schema.SENSITIVE_ATTRIBUTE``: demographic parity difference (spread of positive
 prediction rates) and equal-opportunity difference (spread of true-positive rates).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipeline.schema import LABEL, SENSITIVE_ATTRIBUTE, SLICE_COLUMNS
+from pipeline import schema
 
 if TYPE_CHECKING:
     import numpy as np
@@ -87,8 +87,8 @@ def slice_metrics(holdout: pd.DataFrame, proba: np.ndarray) -> list[dict[str, An
     import numpy as np
 
     rows: list[dict[str, Any]] = []
-    y = holdout[LABEL].to_numpy()
-    for column in SLICE_COLUMNS:
+    y = holdout[schema.LABEL].to_numpy()
+    for column in schema.SLICE_COLUMNS:
         values = holdout[column].astype("string").fillna("<missing>").to_numpy()
         for value in sorted(set(values)):
             mask = values == value
@@ -107,7 +107,7 @@ def slice_metrics(holdout: pd.DataFrame, proba: np.ndarray) -> list[dict[str, An
 
 
 def fairness_metrics(holdout: pd.DataFrame, proba: np.ndarray) -> dict[str, Any]:
-    """Demographic-parity and equal-opportunity differences across ``SENSITIVE_ATTRIBUTE``.
+    """Demographic-parity and equal-opportunity differences across ``schema.SENSITIVE_ATTRIBUTE``.
 
     Each is the largest minus the smallest per-group rate (positive prediction rate;
     true-positive rate among actual positives), so 0 means parity; groups are reported.
@@ -118,9 +118,9 @@ def fairness_metrics(holdout: pd.DataFrame, proba: np.ndarray) -> dict[str, Any]
     """
     import numpy as np
 
-    y = holdout[LABEL].to_numpy().astype(int)
+    y = holdout[schema.LABEL].to_numpy().astype(int)
     pred = (np.asarray(proba) >= DECISION_THRESHOLD).astype(int)
-    groups = holdout[SENSITIVE_ATTRIBUTE].astype("string").fillna("<missing>").to_numpy()
+    groups = holdout[schema.SENSITIVE_ATTRIBUTE].astype("string").fillna("<missing>").to_numpy()
     per_group: dict[str, dict[str, float]] = {}
     for group in sorted(set(groups)):
         mask = groups == group
@@ -134,7 +134,7 @@ def fairness_metrics(holdout: pd.DataFrame, proba: np.ndarray) -> dict[str, Any]
     selection = [g["selection_rate"] for g in per_group.values() if g["selection_rate"] == g["selection_rate"]]
     tpr = [g["true_positive_rate"] for g in per_group.values() if g["true_positive_rate"] == g["true_positive_rate"]]
     return {
-        "attribute": SENSITIVE_ATTRIBUTE,
+        "attribute": schema.SENSITIVE_ATTRIBUTE,
         "demographic_parity_difference": float(max(selection) - min(selection)) if selection else float("nan"),
         "equal_opportunity_difference": float(max(tpr) - min(tpr)) if len(tpr) >= 2 else float("nan"),
         "groups": per_group,
@@ -158,7 +158,7 @@ def evaluate(holdout: pd.DataFrame, proba: np.ndarray) -> Evaluation:
     if len(proba) != len(holdout):
         raise ValueError(f"{len(proba)} probabilities for {len(holdout)} holdout rows")
     return Evaluation(
-        metrics=classification_metrics(holdout[LABEL].to_numpy(), proba),
+        metrics=classification_metrics(holdout[schema.LABEL].to_numpy(), proba),
         slices=slice_metrics(holdout, proba),
         fairness=fairness_metrics(holdout, proba),
     )
@@ -166,6 +166,6 @@ def evaluate(holdout: pd.DataFrame, proba: np.ndarray) -> Evaluation:
 
 def predict_proba(model: Any, frame: pd.DataFrame) -> np.ndarray:
     """Probability of ``label == 1`` for each row, from a fitted sklearn-style classifier."""
-    from pipeline.schema import FEATURES
+    from pipeline import schema
 
-    return model.predict_proba(frame.loc[:, list(FEATURES)])[:, 1]
+    return model.predict_proba(frame.loc[:, list(schema.FEATURES)])[:, 1]

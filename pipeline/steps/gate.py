@@ -5,7 +5,7 @@ Promote only if every rule holds, each with its threshold as a parameter
 bootstrap of the AUC difference (the same resampled holdout rows score both models)
 has a lower confidence bound no worse than ``-auc_tolerance``; no slice of
 ``SLICE_COLUMNS`` loses more than ``slice_tolerance`` AUC (slices too small to judge are
-skipped and named in the report); and the fairness gaps across ``SENSITIVE_ATTRIBUTE``
+skipped and named in the report); and the fairness gaps across ``schema.SENSITIVE_ATTRIBUTE``
 stay within their bounds. With no champion (the first model) only the floor and the
 fairness bounds apply. ``enforce`` raises one ``GateRefused`` listing every violation.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipeline.schema import LABEL, SENSITIVE_ATTRIBUTE
+from pipeline import schema
 
 if TYPE_CHECKING:
     import numpy as np
@@ -314,7 +314,7 @@ def judge(
     """
     from pipeline.steps.evaluate import evaluate
 
-    y = holdout[LABEL].to_numpy()
+    y = holdout[schema.LABEL].to_numpy()
     challenger = evaluate(holdout, challenger_proba)
     champion = evaluate(holdout, champion_proba) if champion_proba is not None else None
     reasons: list[str] = []
@@ -355,12 +355,12 @@ def judge(
     dp = fairness["demographic_parity_difference"]
     if "equal_opportunity_difference" not in unjudged and not eo <= thresholds.max_equal_opportunity_difference:
         reasons.append(
-            f"fairness: equal-opportunity difference across {SENSITIVE_ATTRIBUTE} is {eo:.4f}, "
+            f"fairness: equal-opportunity difference across {schema.SENSITIVE_ATTRIBUTE} is {eo:.4f}, "
             f"above the bound {thresholds.max_equal_opportunity_difference}"
         )
     if "demographic_parity_difference" not in unjudged and not dp <= thresholds.max_demographic_parity_difference:
         reasons.append(
-            f"fairness: demographic-parity difference across {SENSITIVE_ATTRIBUTE} is {dp:.4f}, "
+            f"fairness: demographic-parity difference across {schema.SENSITIVE_ATTRIBUTE} is {dp:.4f}, "
             f"above the bound {thresholds.max_demographic_parity_difference}"
         )
 
@@ -387,7 +387,7 @@ def refusal(error: BaseException, thresholds: GateThresholds) -> GateReport:
         champion=None,
         bootstrap=None,
         slices=[],
-        fairness={"attribute": SENSITIVE_ATTRIBUTE, "equal_opportunity_difference": float("nan"),
+        fairness={"attribute": schema.SENSITIVE_ATTRIBUTE, "equal_opportunity_difference": float("nan"),
                   "demographic_parity_difference": float("nan"), "groups": {}, "notes": []},
     )
 

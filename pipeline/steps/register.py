@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from pipeline.mlflow_ui import classic_experiment
 from pipeline.model_card import model_card
 from pipeline.registry import CANDIDATE, CHALLENGER, CHAMPION, GATE_CHAMPION_TAG, PENDING, REPLACED_TAG, SMOKE_TAG
-from pipeline.schema import FEATURES, LABEL, NULLABLE_FEATURES, NUMERIC_FEATURES, REPO_ROOT
+from pipeline.schema import REPO_ROOT
+from pipeline import schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -133,8 +134,8 @@ def model_signature() -> ModelSignature:
 
     inputs = Schema(
         [
-            ColSpec("long" if name in NUMERIC_FEATURES else "string", name, required=name not in NULLABLE_FEATURES)
-            for name in FEATURES
+            ColSpec("long" if name in schema.NUMERIC_FEATURES else "string", name, required=name not in schema.NULLABLE_FEATURES)
+            for name in schema.FEATURES
         ]
     )
     return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("long")]))
@@ -144,7 +145,7 @@ def dataset_schema() -> Schema:
     """A split's columns as MLflow's dataset records them: the signature's features, then the label."""
     from mlflow.types.schema import ColSpec, Schema
 
-    return Schema([*model_signature().inputs.inputs, ColSpec("long", LABEL)])
+    return Schema([*model_signature().inputs.inputs, ColSpec("long", schema.LABEL)])
 
 
 def contract_dataset(frame: pd.DataFrame, *, source: str, name: str) -> Any:
@@ -162,7 +163,7 @@ def contract_dataset(frame: pd.DataFrame, *, source: str, name: str) -> Any:
         def schema(self) -> Schema:
             return dataset_schema()
 
-    return ContractDataset(df=frame, source=resolve_dataset_source(source), targets=LABEL, name=name)
+    return ContractDataset(df=frame, source=resolve_dataset_source(source), targets=schema.LABEL, name=name)
 
 
 def _pip_requirements() -> list[str]:
@@ -217,13 +218,13 @@ def _register(candidate: Candidate, *, tracking_uri: str, artifact_location: str
         for directory, path in candidate.artifacts.items():
             for file in [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file()):
                 mlflow.log_artifact(str(file), artifact_path=directory)
-        baseline = candidate.train.loc[:, [*FEATURES, LABEL]].head(BASELINE_MAX_ROWS).copy()
+        baseline = candidate.train.loc[:, [*schema.FEATURES, schema.LABEL]].head(BASELINE_MAX_ROWS).copy()
         baseline["prediction"] = predict_proba(candidate.model, baseline)
         with tempfile.TemporaryDirectory() as tmp:
             baseline_path = Path(tmp) / Path(BASELINE_ARTIFACT).name
             baseline.to_parquet(baseline_path, index=False)
             mlflow.log_artifact(str(baseline_path), artifact_path=str(Path(BASELINE_ARTIFACT).parent))
-        example = candidate.holdout.loc[:, list(FEATURES)].dropna().head(5)
+        example = candidate.holdout.loc[:, list(schema.FEATURES)].dropna().head(5)
         with warnings.catch_warnings():
             # MLflow hints that integer columns cannot hold NaN: our numeric features are
             # non-nullable by contract (pipeline/schema.py), so the hint does not apply.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipeline.schema import FEATURES
+from pipeline import schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,7 +49,7 @@ def row_buckets(frame: pd.DataFrame, salt: str) -> pd.Series:
     """A bucket in [0, 10000) per row from a salted hash of its feature values (label excluded)."""
     import pandas as pd
 
-    hashes = pd.util.hash_pandas_object(frame.loc[:, list(FEATURES)], index=False, hash_key=_hash_key(salt))
+    hashes = pd.util.hash_pandas_object(frame.loc[:, list(schema.FEATURES)], index=False, hash_key=_hash_key(salt))
     return (hashes % _BUCKETS).astype("int64")
 
 

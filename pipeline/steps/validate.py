@@ -14,13 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.schema import (
-    CATEGORICAL_FEATURES,
-    COLUMNS,
-    LABEL,
-    NULLABLE_FEATURES,
-    NUMERIC_RANGES,
-)
+from pipeline import schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,18 +119,18 @@ def build_schema(thresholds: ValidationThresholds) -> pa.DataFrameSchema:
         )
 
     columns: dict[str, pa.Column] = {}
-    for name, (low, high) in NUMERIC_RANGES.items():
+    for name, (low, high) in schema.NUMERIC_RANGES.items():
         columns[name] = pa.Column(
             "int64", pa.Check.in_range(low, high), nullable=False, name=name
         )
-    for name in CATEGORICAL_FEATURES:
-        nullable = name in NULLABLE_FEATURES
+    for name in schema.CATEGORICAL_FEATURES:
+        nullable = name in schema.NULLABLE_FEATURES
         checks = [pa.Check.str_length(min_value=1)]
         if nullable:
             checks.append(null_fraction_check())
         columns[name] = pa.Column(str, checks, nullable=nullable, name=name)
     minority = thresholds.min_minority_share
-    columns[LABEL] = pa.Column(
+    columns[schema.LABEL] = pa.Column(
         "int64",
         [
             pa.Check.isin([0, 1]),
@@ -147,7 +141,7 @@ def build_schema(thresholds: ValidationThresholds) -> pa.DataFrameSchema:
             ),
         ],
         nullable=False,
-        name=LABEL,
+        name=schema.LABEL,
     )
     max_dup = thresholds.max_duplicate_fraction
     min_rows = thresholds.min_rows
@@ -228,10 +222,10 @@ def validate_frame(
     """
     import pandera.pandas as pa
 
-    schema = build_schema(thresholds)
+    contract_schema = build_schema(thresholds)
     failures: list[Failure] = []
     try:
-        schema.validate(frame, lazy=True)
+        contract_schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         cases = cases.assign(column=cases["column"].fillna("<frame>").astype(str), check=cases["check"].astype(str))
@@ -276,4 +270,4 @@ def write_report(report: ValidationReport, directory: Path, *, stem: str = "vali
 
 def contract_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """The contract's columns in contract order (extra columns dropped) after validation."""
-    return frame.loc[:, list(COLUMNS)]
+    return frame.loc[:, list(schema.COLUMNS)]

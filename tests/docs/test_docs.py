@@ -52,7 +52,7 @@ import pytest
 
 from pipeline.local_store import LocalStore
 from pipeline.registry import current_champion
-from pipeline.schema import DEFAULT_MODEL_NAME
+from pipeline import schema
 from tests.docs.markdown import Block, Directive, output_matches, read_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -301,10 +301,10 @@ def _run_server_block(block: Block, env: dict[str, str], workdir: Path) -> Ran:
         ping = _wait_for_ping(block, server, port, log)
         print(f"{block.where}: /ping 200 after {time.monotonic() - started:.1f} s: {ping}")
         # Which model answered: the store's champion (its run), not some other server on the port.
-        champion = current_champion(LocalStore(Path(env["MLOPS_HOME"])).tracking_uri, DEFAULT_MODEL_NAME)
+        champion = current_champion(LocalStore(Path(env["MLOPS_HOME"])).tracking_uri, schema.DEFAULT_MODEL_NAME)
         assert champion is not None, f"{block.where}: the store has no champion to serve"
         answered = (ping.get("model_name"), ping.get("model_version"), ping.get("run_id"))
-        assert answered == (DEFAULT_MODEL_NAME, champion.version, champion.run_id), (
+        assert answered == (schema.DEFAULT_MODEL_NAME, champion.version, champion.run_id), (
             f"{block.where}: /ping says {answered}, the store's champion is v{champion.version} from run {champion.run_id}")
         ran = _run_script(block, rest, env, workdir)
     finally:

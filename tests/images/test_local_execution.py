@@ -23,7 +23,8 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline.delivery import datasets, local_train
-from pipeline.schema import DEFAULT_DATASET, DEFAULT_MODEL_NAME, LABEL, REPO_ROOT
+from pipeline.schema import DEFAULT_DATASET, REPO_ROOT
+from pipeline import schema
 from tests.images.services import MlflowServer, Moto, mlflow_stack
 
 IMAGES_USED = ("training", "mlflow")
@@ -49,7 +50,7 @@ def registry(server: MlflowServer) -> MlflowClient:
 
 def champion(server: MlflowServer, alias: str = "champion") -> str | None:
     try:
-        return str(registry(server).get_model_version_by_alias(DEFAULT_MODEL_NAME, alias).version)
+        return str(registry(server).get_model_version_by_alias(schema.DEFAULT_MODEL_NAME, alias).version)
     except Exception:  # noqa: BLE001 - no model or no alias yet
         return None
 
@@ -88,11 +89,11 @@ def test_deliver_train_local_registers_and_gates_a_good_dataset(platform: tuple[
     release = read_release(tmp_path / "release.json")
     assert (release.version, release.base_champion, release.git_commit) == (version, None, "c0ffee")
     assert release.image and "/serving@sha256:" in release.image, "the release names its serving image by digest"
-    details = registry(server).get_model_version(DEFAULT_MODEL_NAME, version)
+    details = registry(server).get_model_version(schema.DEFAULT_MODEL_NAME, version)
     assert details.tags.get("git_commit") == "c0ffee"
     artifacts = [a.path for a in registry(server).list_artifacts(details.run_id)]
     assert any(path.startswith("gate") for path in artifacts), f"the gate report is attached to the run: {artifacts}"
-    promote_if_unchanged(server.url, DEFAULT_MODEL_NAME, expected=release.base_champion, version=release.version)
+    promote_if_unchanged(server.url, schema.DEFAULT_MODEL_NAME, expected=release.base_champion, version=release.version)
     assert champion(server) == version
 
 
@@ -104,7 +105,7 @@ def test_a_worse_model_is_refused_by_the_gate_and_the_champion_stays(
     assert before is not None, "needs the champion registered by the first test"
     data = pd.read_csv(DEFAULT_DATASET)
     # Labels shuffled: a model trained on this is no better than chance.
-    data[LABEL] = data[LABEL].sample(frac=1.0, random_state=7).to_numpy()
+    data[schema.LABEL] = data[schema.LABEL].sample(frac=1.0, random_state=7).to_numpy()
     shuffled = tmp_path / "shuffled.csv.gz"
     with gzip.open(shuffled, "wt") as handle:
         data.to_csv(handle, index=False)

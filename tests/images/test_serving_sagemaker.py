@@ -85,9 +85,9 @@ def served(model_dir: Path) -> Iterator[tuple[str, Container]]:
 
 def rows_for_request(count: int, seed: int = 11) -> list[dict[str, object]]:
     """``count`` JSON-ready feature rows of the default dataset (None for missing values)."""
-    from pipeline.schema import FEATURES
+    from pipeline import schema
 
-    frame = load_sample(count, seed=seed)[list(FEATURES)]
+    frame = load_sample(count, seed=seed)[list(schema.FEATURES)]
     return [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
             for r in frame.astype(object).to_dict(orient="records")]
 
@@ -112,10 +112,10 @@ def test_invocations_json_and_csv(served: tuple[str, Container], rows: list[dict
     assert as_json.status_code == 200, as_json.text
     body = as_json.json()
     assert len(body["predictions"]) == len(rows) and all(0 <= p <= 1 for p in body["probabilities"])
-    from pipeline.schema import FEATURES
+    from pipeline import schema
 
-    header = ",".join(FEATURES)
-    lines = [",".join("" if row[c] is None else str(row[c]) for c in FEATURES) for row in rows]
+    header = ",".join(schema.FEATURES)
+    lines = [",".join("" if row[c] is None else str(row[c]) for c in schema.FEATURES) for row in rows]
     as_csv = httpx.post(f"{base}/invocations", content="\n".join([header, *lines]) + "\n",
                         headers={"Content-Type": "text/csv"}, timeout=30)
     assert as_csv.status_code == 200, as_csv.text

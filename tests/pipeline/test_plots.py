@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from pipeline import plots
-from pipeline.schema import LABEL, REPO_ROOT
+from pipeline.schema import REPO_ROOT
+from pipeline import schema
 from pipeline.steps.gate import GateThresholds, judge
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -20,7 +21,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def scored(adult_sample: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     holdout = adult_sample.head(3000).reset_index(drop=True)
     rng = np.random.default_rng(0)
-    y = holdout[LABEL].to_numpy()
+    y = holdout[schema.LABEL].to_numpy()
     challenger = np.clip(0.6 * y + rng.normal(0.2, 0.2, len(y)), 0, 1)
     champion = np.clip(0.55 * y + rng.normal(0.22, 0.2, len(y)), 0, 1)
     return holdout, challenger, champion
@@ -40,7 +41,7 @@ def test_every_picture_of_a_decision_against_a_champion(scored, tmp_path: Path) 
     report = judge(holdout, challenger, champion, GateThresholds(bootstrap_samples=200))
     assert report.bootstrap_differences is not None and len(report.bootstrap_differences) == 200
     assert "bootstrap_differences" not in report.to_dict(), "the resamples stay out of the report's JSON"
-    written = plots.gate_plots(holdout[LABEL].to_numpy(), challenger, champion, report, tmp_path)
+    written = plots.gate_plots(holdout[schema.LABEL].to_numpy(), challenger, champion, report, tmp_path)
     assert sorted(p.name for p in written) == sorted(plots.GATE_PLOT_FILES)
     for path in written:
         _assert_png(path)
@@ -49,11 +50,11 @@ def test_every_picture_of_a_decision_against_a_champion(scored, tmp_path: Path) 
 def test_a_first_model_has_no_bootstrap_picture_and_a_one_class_holdout_no_curves(scored, tmp_path: Path) -> None:
     holdout, challenger, _ = scored
     report = judge(holdout, challenger, None, GateThresholds())
-    names = {p.name for p in plots.gate_plots(holdout[LABEL].to_numpy(), challenger, None, report, tmp_path / "a")}
+    names = {p.name for p in plots.gate_plots(holdout[schema.LABEL].to_numpy(), challenger, None, report, tmp_path / "a")}
     assert names == set(plots.GATE_PLOT_FILES) - {"bootstrap_auc_difference.png"}
-    negatives = holdout[holdout[LABEL] == 0].reset_index(drop=True)
+    negatives = holdout[holdout[schema.LABEL] == 0].reset_index(drop=True)
     one_class = judge(negatives, challenger[: len(negatives)], None, GateThresholds())
-    names = {p.name for p in plots.gate_plots(negatives[LABEL].to_numpy(), challenger[: len(negatives)], None,
+    names = {p.name for p in plots.gate_plots(negatives[schema.LABEL].to_numpy(), challenger[: len(negatives)], None,
                                               one_class, tmp_path / "b")}
     assert "roc_curve.png" not in names and "confusion_matrix.png" in names
 

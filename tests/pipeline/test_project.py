@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from pipeline import schema
+from pipeline.schema import REPO_ROOT
 from pipeline.project import (
     TASKS,
     ProjectConfigError,
@@ -31,7 +32,7 @@ from pipeline.project import (
 )
 from pipeline.steps.gate import GateThresholds
 
-SHIPPED = schema.REPO_ROOT / "project.yaml"
+SHIPPED = REPO_ROOT / "project.yaml"
 
 
 def _binary() -> dict[str, Any]:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from pipeline.schema import COLUMNS, LABEL, NUMERIC_FEATURES
+from pipeline import schema
 from pipeline.steps.validate import ValidationThresholds, validate_frame
 from pipeline.synthetic import generate_synthetic
 
@@ -16,7 +16,7 @@ from pipeline.synthetic import generate_synthetic
 def _as_monitor_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Numerics as float, as the monitor reads a capture window."""
     out = frame.copy()
-    for column in NUMERIC_FEATURES:
+    for column in schema.NUMERIC_FEATURES:
         out[column] = out[column].astype(float)
     return out
 
@@ -41,13 +41,13 @@ def real_model(real_split: tuple[pd.DataFrame, pd.DataFrame], fast_hyperparamete
 def _auc(model, frame: pd.DataFrame) -> float:
     from pipeline.steps.evaluate import predict_proba, roc_auc
 
-    return roc_auc(frame[LABEL].to_numpy(), predict_proba(model, frame))
+    return roc_auc(frame[schema.LABEL].to_numpy(), predict_proba(model, frame))
 
 
 def test_schema_reproducibility_and_validity(adult_frame: pd.DataFrame) -> None:
     a = generate_synthetic(5000, seed=3)
-    assert tuple(a.columns) == COLUMNS
-    assert all(str(a[c].dtype) == "int64" for c in (*NUMERIC_FEATURES, "label"))
+    assert tuple(a.columns) == schema.COLUMNS
+    assert all(str(a[c].dtype) == "int64" for c in (*schema.NUMERIC_FEATURES, "label"))
     pd.testing.assert_frame_equal(a, generate_synthetic(5000, seed=3))
     assert not a.equals(generate_synthetic(5000, seed=4))
     assert validate_frame(a, ValidationThresholds(), source="synthetic").passed
@@ -69,7 +69,7 @@ def test_drift_zero_matches_every_real_distribution(adult_frame: pd.DataFrame) -
     assert not any(r.drifted for r in results)
     spike = (synthetic["hours_per_week"] == 40).mean()
     assert abs(spike - (adult_frame["hours_per_week"] == 40).mean()) < 0.02
-    assert synthetic.drop(columns=LABEL).duplicated().mean() < 0.01  # jittered, not copies
+    assert synthetic.drop(columns=schema.LABEL).duplicated().mean() < 0.01  # jittered, not copies
 
 
 def test_drift_zero_keeps_the_label_relation(real_split, real_model) -> None:
@@ -94,8 +94,8 @@ def test_drift_changes_the_relation_learnably(real_split, real_model, fast_hyper
     assert stale_auc < real_auc - 0.05, (real_auc, stale_auc)
     assert fresh_auc > real_auc - 0.02, (real_auc, fresh_auc)
     assert fresh_auc > stale_auc + 0.04
-    base = real_split[1].groupby("sex")[LABEL].mean()
-    assert (drifted.groupby("sex")[LABEL].mean() - base).abs().max() < 0.03
+    base = real_split[1].groupby("sex")[schema.LABEL].mean()
+    assert (drifted.groupby("sex")[schema.LABEL].mean() - base).abs().max() < 0.03
 
 
 def test_drift_moves_distributions() -> None:
@@ -110,7 +110,7 @@ def test_drift_moves_distributions() -> None:
     educated = drifted["education_num"] >= 13
     assert (drifted.loc[educated, "occupation"] == "Priv-house-serv").mean() > 0.1
     # drift reuses real rows less evenly but never collapses onto a few of them
-    assert drifted.drop(columns=LABEL).duplicated().mean() < 0.01
+    assert drifted.drop(columns=schema.LABEL).duplicated().mean() < 0.01
 
 
 @pytest.mark.parametrize("rows,drift", [(-1, 0.0), (10, 1.5), (10, -0.1), (True, 0.0)])
@@ -123,7 +123,7 @@ def test_synth_command_writes_csv_and_parquet(tmp_path: Path, capsys: pytest.Cap
     assert main(["synth", "--rows", "300", "--drift", "0.5", "--out", str(tmp_path / "d.parquet")]) == 0
     assert len(pd.read_parquet(tmp_path / "d.parquet")) == 300
     assert main(["synth", "--rows", "200", "--seed", "2", "--out", str(tmp_path / "d.csv")]) == 0
-    assert tuple(pd.read_csv(tmp_path / "d.csv").columns) == COLUMNS
+    assert tuple(pd.read_csv(tmp_path / "d.csv").columns) == schema.COLUMNS
     assert main(["synth", "--rows", "10", "--out", str(tmp_path / "d.txt")]) == 2
     assert main(["synth", "--rows", "10", "--drift", "2", "--out", str(tmp_path / "e.csv")]) == 2
     assert "drift must be in [0, 1]" in capsys.readouterr().err

@@ -40,9 +40,9 @@ def loaded(registered: RegisteredFixture) -> Any:
 @pytest.fixture(scope="session")
 def sample_rows() -> list[dict[str, Any]]:
     """Ten JSON-ready feature rows (None where the census has a missing value)."""
-    from pipeline.schema import FEATURES
+    from pipeline import schema
 
-    frame = load_sample(10, seed=123)[list(FEATURES)]
+    frame = load_sample(10, seed=123)[list(schema.FEATURES)]
     return [
         {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
         for row in frame.astype(object).to_dict(orient="records")

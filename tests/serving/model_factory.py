@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.schema import CATEGORICAL_FEATURES, DEFAULT_DATASET, FEATURES, LABEL, NUMERIC_FEATURES
+from pipeline.schema import DEFAULT_DATASET
+from pipeline import schema
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def build_pipeline(n_estimators: int = 50, **xgb_params: Any) -> Any:
         handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1
     )
     preprocess = ColumnTransformer(
-        [("categorical", encoder, list(CATEGORICAL_FEATURES)), ("numeric", "passthrough", list(NUMERIC_FEATURES))]
+        [("categorical", encoder, list(schema.CATEGORICAL_FEATURES)), ("numeric", "passthrough", list(schema.NUMERIC_FEATURES))]
     )
     params = {"max_depth": 4, "learning_rate": 0.2, "n_jobs": 1, "tree_method": "hist"} | xgb_params
     return Pipeline([("preprocess", preprocess), ("model", XGBClassifier(n_estimators=n_estimators, **params))])
@@ -78,7 +79,7 @@ def train_and_register(
     remote = tracking_uri is not None
     tracking_uri = tracking_uri or f"sqlite:///{store_dir / 'mlflow.db'}"
     frame = load_sample(rows, seed)
-    features, labels = frame[list(FEATURES)], frame[LABEL]
+    features, labels = frame[list(schema.FEATURES)], frame[schema.LABEL]
     model = pipeline if pipeline is not None else build_pipeline()
     model.fit(features, labels)
     probabilities = model.predict_proba(features)[:, 1]
@@ -107,7 +108,7 @@ def train_and_register(
         baseline_uri = None
         if baseline:
             base = features.copy()
-            base[LABEL] = labels
+            base[schema.LABEL] = labels
             base["prediction"] = probabilities
             path = store_dir / "baseline.parquet"
             base.to_parquet(path)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.schema import CATEGORICAL_FEATURES, FEATURES, LABEL, NULLABLE_FEATURES, NUMERIC_FEATURES
+from pipeline import schema
 from serving.model import ModelLoadError, fast_predictor, generic_predictor, load_model
 from serving.payload import validate
 from tests.serving.model_factory import build_pipeline, load_sample
@@ -23,10 +23,10 @@ def _batch(frame: Any, columns: Any) -> Any:
 
 def _awkward_rows() -> Any:
     """Held-out rows plus unseen categories and missing values in every categorical."""
-    frame = load_sample(1500, seed=2024)[list(FEATURES)].copy()
-    for offset, column in enumerate(CATEGORICAL_FEATURES):
+    frame = load_sample(1500, seed=2024)[list(schema.FEATURES)].copy()
+    for offset, column in enumerate(schema.CATEGORICAL_FEATURES):
         frame.loc[offset, column] = "never-seen-in-training"
-    for offset, column in enumerate(NULLABLE_FEATURES):
+    for offset, column in enumerate(schema.NULLABLE_FEATURES):
         frame.loc[offset + 20, column] = np.nan
     return frame
 
@@ -36,7 +36,7 @@ def test_loader_resolves_alias_and_reports_lineage(loaded: Any, registered: Any)
     assert loaded.uri == f"models:/adult-income/{registered.version}"
     assert loaded.run_id == registered.run_id
     assert loaded.lineage["git_commit"] == "fixture"
-    assert [c.name for c in loaded.columns] == list(FEATURES)
+    assert [c.name for c in loaded.columns] == list(schema.FEATURES)
     assert {c.name for c in loaded.columns if not c.required} == {"workclass", "occupation", "native_country"}
     assert loaded.fast_path
     assert loaded.baseline_predictions is not None and loaded.baseline_predictions.size == 4000
@@ -55,7 +55,7 @@ def test_fast_path_equals_the_pipeline(loaded: Any) -> None:
 def test_fast_path_honours_early_stopping_best_iteration(loaded: Any) -> None:
     frame = load_sample(3000, seed=5)
     model = build_pipeline(n_estimators=200, early_stopping_rounds=3, eval_metric="logloss")
-    features, labels = frame[list(FEATURES)], frame[LABEL]
+    features, labels = frame[list(schema.FEATURES)], frame[schema.LABEL]
     encoded = model[:-1].fit(features, labels).transform(features)
     model[-1].fit(encoded, labels, eval_set=[(encoded[:500], labels[:500])], verbose=False)
     assert model[-1].best_iteration < 199
@@ -74,15 +74,15 @@ def test_other_shapes_use_the_pipeline(loaded: Any) -> None:
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     frame = load_sample(2000, seed=3)
-    features, labels = frame[list(FEATURES)], frame[LABEL]
+    features, labels = frame[list(schema.FEATURES)], frame[schema.LABEL]
     model = Pipeline(
         [
             (
                 "prep",
                 ColumnTransformer(
                     [
-                        ("cat", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL_FEATURES)),
-                        ("num", StandardScaler(), list(NUMERIC_FEATURES)),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), list(schema.CATEGORICAL_FEATURES)),
+                        ("num", StandardScaler(), list(schema.NUMERIC_FEATURES)),
                     ]
                 ),
             ),
@@ -141,7 +141,7 @@ def test_the_trainers_own_shape_gets_the_fast_path(loaded: Any) -> None:
     from training.model import build_preprocessor
 
     frame = load_sample(3000, seed=8)
-    features, labels = frame[list(FEATURES)], frame[LABEL]
+    features, labels = frame[list(schema.FEATURES)], frame[schema.LABEL]
     model = Pipeline(
         [("preprocess", build_preprocessor()), ("classifier", XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1))]
     ).fit(features, labels)

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.schema import CATEGORICAL_FEATURES, DEFAULT_DATASET, FEATURES, LABEL, NUMERIC_FEATURES
+from pipeline.schema import DEFAULT_DATASET
+from pipeline import schema
 
 MODEL_NAME = "adult-income"
 
@@ -58,8 +59,8 @@ def write_capture(
                 "timestamp": "2026-11-30T00:00:00+00:00",
                 "model_name": model_name,
                 "model_version": version,
-                "columns": list(FEATURES),
-                "rows": [[_json_value(v) for v in row] for row in chunk.loc[:, list(FEATURES)].itertuples(index=False)],
+                "columns": list(schema.FEATURES),
+                "rows": [[_json_value(v) for v in row] for row in chunk.loc[:, list(schema.FEATURES)].itertuples(index=False)],
                 "predictions": [int(p >= 0.5) for p in probs],
                 "probabilities": probs,
             }
@@ -107,24 +108,24 @@ def _fit(train: pd.DataFrame) -> Any:
 
     pre = ColumnTransformer(
         [
-            ("num", StandardScaler(), list(NUMERIC_FEATURES)),
+            ("num", StandardScaler(), list(schema.NUMERIC_FEATURES)),
             (
                 "cat",
                 make_pipeline(
                     SimpleImputer(strategy="constant", fill_value="missing"), OneHotEncoder(handle_unknown="ignore")
                 ),
-                list(CATEGORICAL_FEATURES),
+                list(schema.CATEGORICAL_FEATURES),
             ),
         ]
     )
     model = make_pipeline(pre, LogisticRegression(max_iter=300))
-    return model.fit(train.loc[:, list(FEATURES)], train[LABEL])
+    return model.fit(train.loc[:, list(schema.FEATURES)], train[schema.LABEL])
 
 
 @pytest.fixture(scope="session")
 def adult() -> pd.DataFrame:
     frame = pd.read_csv(DEFAULT_DATASET).sample(n=9000, random_state=7).reset_index(drop=True)
-    for column in CATEGORICAL_FEATURES:
+    for column in schema.CATEGORICAL_FEATURES:
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     return frame
 
@@ -138,7 +139,7 @@ class Trained:
     holdout: pd.DataFrame
 
     def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.model.predict_proba(frame.loc[:, list(FEATURES)])[:, 1]
+        return self.model.predict_proba(frame.loc[:, list(schema.FEATURES)])[:, 1]
 
 
 @pytest.fixture(scope="session")
@@ -153,7 +154,7 @@ def baseline_frame(trained: Trained) -> pd.DataFrame:
     monitor normalises it."""
     from pipeline.monitoring.baseline import normalise_baseline
 
-    frame = trained.train.loc[:, [*FEATURES, LABEL]].copy()
+    frame = trained.train.loc[:, [*schema.FEATURES, schema.LABEL]].copy()
     frame["prediction"] = trained.probabilities(trained.train)
     return normalise_baseline(frame, "fixture")
 
@@ -167,7 +168,7 @@ def registry(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
     root = tmp_path_factory.mktemp("mlops")
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    baseline = trained.train.loc[:, [*FEATURES, LABEL]].copy()
+    baseline = trained.train.loc[:, [*schema.FEATURES, schema.LABEL]].copy()
     baseline["prediction"] = trained.probabilities(trained.train)
     baseline_file = root / "baseline.parquet"
     baseline.to_parquet(baseline_file)

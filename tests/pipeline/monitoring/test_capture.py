@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from pipeline.monitoring.capture import WindowLimits, prune_capture, read_capture
 from pipeline.monitoring.errors import CaptureError
-from pipeline.schema import FEATURES
+from pipeline import schema
 
 ROW = [39, "State-gov", 77516, "Bachelors", 13, "Never-married", "Adm-clerical", "Not-in-family", "White", "Male", 2174, 0, 40, "United-States"]
 
@@ -26,7 +26,7 @@ def line(request_id: str = "r1", version: str = "1", rows: list[list[object]] | 
         "timestamp": "2026-11-30T00:00:00Z",
         "model_name": "adult-income",
         "model_version": version,
-        "columns": list(FEATURES),
+        "columns": list(schema.FEATURES),
         "rows": rows,
         "predictions": [0] * len(rows),
         "probabilities": [0.25] * len(rows),
@@ -87,7 +87,7 @@ def test_non_numeric_values_and_missing_columns(tmp_path: Path) -> None:
     partial = line("p", columns=["age", "sex"], rows=[["forty", "Male"], [41, "Female"]])
     (tmp_path / "capture-1.jsonl").write_text(partial + "\n")
     window = read_capture(tmp_path)
-    assert list(window.features.columns) == list(FEATURES)
+    assert list(window.features.columns) == list(schema.FEATURES)
     assert window.non_numeric["age"] == 1
     assert pd.isna(window.features.loc[0, "age"]) and window.features.loc[1, "age"] == 41.0
     assert window.features["occupation"].isna().all()

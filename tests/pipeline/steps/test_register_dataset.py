@@ -6,14 +6,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline.schema import FEATURES, LABEL
+from pipeline import schema
 from pipeline.steps.register import contract_dataset, dataset_schema
 
 
 def test_the_contract_schema_is_what_mlflow_would_infer(adult_sample: pd.DataFrame) -> None:
     from mlflow.types.utils import _infer_schema
 
-    frame = adult_sample.loc[:, [*FEATURES, LABEL]]
+    frame = adult_sample.loc[:, [*schema.FEATURES, schema.LABEL]]
     with pytest.warns(UserWarning):  # MLflow's integer-column hint
         inferred = _infer_schema(frame)
     assert dataset_schema() == inferred
@@ -27,9 +27,9 @@ def test_logging_a_split_never_infers_its_schema(adult_sample: pd.DataFrame, mon
         raise AssertionError("the schema was inferred from the data")
 
     monkeypatch.setattr(mlflow.data.pandas_dataset, "_infer_schema", refuse)
-    frame = adult_sample.loc[:, [*FEATURES, LABEL]]
+    frame = adult_sample.loc[:, [*schema.FEATURES, schema.LABEL]]
     dataset = contract_dataset(frame, source="/data/adult.csv.gz", name="adult-training")
     entity = dataset._to_mlflow_entity()
     assert '"name": "age"' in entity.schema and entity.name == "adult-training"
     assert dataset.profile == {"num_rows": len(frame), "num_elements": int(frame.size)}
-    assert dataset.targets == LABEL
+    assert dataset.targets == schema.LABEL
