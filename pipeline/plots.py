@@ -209,7 +209,7 @@ def predicted_vs_actual_png(y: np.ndarray, challenger: np.ndarray, champion: np.
         rows = np.sort(np.random.default_rng(0).choice(rows, MAX_SCATTER_POINTS, replace=False))
     figure = _figure(5.5, 5.5)
     ax = figure.add_subplot()
-    for (name, predicted), color in zip(_models(challenger, champion), ("tab:blue", "tab:orange")):
+    for (name, predicted), color in zip(_models(challenger, champion), ("tab:blue", "tab:orange"), strict=False):
         predicted = np.asarray(predicted, dtype=float)
         rmse = float(np.sqrt(np.mean((predicted - y) ** 2)))
         ax.scatter(y[rows], predicted[rows], s=6, alpha=0.35, color=color, label=f"{name} (RMSE {rmse:.3g})")
@@ -245,7 +245,7 @@ def residuals_by_slice_png(
     figure = _figure(8, 0.45 * len(groups) * len(models) + 1.8)
     ax = figure.add_subplot()
     step = 1.0 / (len(models) + 1)
-    for index, ((name, predicted), color) in enumerate(zip(models, ("tab:blue", "tab:orange"))):
+    for index, ((name, predicted), color) in enumerate(zip(models, ("tab:blue", "tab:orange"), strict=False)):
         residuals = np.asarray(predicted, dtype=float) - y
         positions = np.arange(len(groups)) + (index - (len(models) - 1) / 2) * step
         boxes = ax.boxplot([residuals[mask] for _, mask in groups], positions=positions, widths=step * 0.8,
@@ -255,7 +255,7 @@ def residuals_by_slice_png(
         ax.plot([], [], color=color, linewidth=6, alpha=0.6, label=name)
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_yticks(np.arange(len(groups)), [label for label, _ in groups])
-    for tick, (label, _) in zip(ax.get_yticklabels(), groups):
+    for tick, (label, _) in zip(ax.get_yticklabels(), groups, strict=True):
         if label.rsplit(" (n=", 1)[0] in refused:
             tick.set_color("tab:red")
     ax.invert_yaxis()
