@@ -158,15 +158,19 @@ class GateReport:
                     f"{_fmt(champ_auc)} | {_fmt(change, signed=True)} | {s['judged']} |"
                 )
         f = self.fairness
-        lines += [
-            "",
-            f"## Fairness across `{f['attribute']}`",
-            "",
-            f"- equal-opportunity difference: {_fmt(f['equal_opportunity_difference'])} "
-            f"(bound {self.thresholds['max_equal_opportunity_difference']})",
-            f"- demographic-parity difference: {_fmt(f['demographic_parity_difference'])} "
-            f"(bound {self.thresholds['max_demographic_parity_difference']})",
-        ] + [f"- {note}" for note in f.get("notes", [])] + [
+        if f["attribute"] is not None:
+            lines += [
+                "",
+                f"## Fairness across `{f['attribute']}`",
+                "",
+                f"- equal-opportunity difference: {_fmt(f['equal_opportunity_difference'])} "
+                f"(bound {self.thresholds['max_equal_opportunity_difference']})",
+                f"- demographic-parity difference: {_fmt(f['demographic_parity_difference'])} "
+                f"(bound {self.thresholds['max_demographic_parity_difference']})",
+            ]
+        else:
+            lines += ["", "## Fairness", ""]
+        lines += [f"- {note}" for note in f.get("notes", [])] + [
             "",
             "## Thresholds",
             "",

@@ -81,3 +81,5 @@ def test_a_yes_no_label_without_a_sensitive_attribute(use_project, tmp_path) -> 
     report = judge(frame, proba, None, GateThresholds(min_roc_auc=0.8))
     assert report.passed, report.reasons
     assert report.fairness["notes"] == ["no sensitive attribute is configured: fairness is not judged"]
+    assert "## Fairness\n\n- no sensitive attribute is configured" in report.to_markdown()
+    assert "`None`" not in report.to_markdown()
