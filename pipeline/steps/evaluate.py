@@ -274,9 +274,13 @@ def predictions(model: Any, frame: pd.DataFrame) -> np.ndarray:
 
     Binary: the positive class's probability (column 1 of ``predict_proba``; the
     trainer learns ``schema.target``, so class 1 is the positive class). Regression:
-    ``predict``, as floats."""
+    ``predict``, as floats. Raises ``TypeError`` naming the method a model lacks."""
     import numpy as np
 
+    method = "predict_proba" if schema.IS_CLASSIFIER else "predict"
+    if not callable(getattr(model, method, None)):
+        raise TypeError(f"a {schema.TASK} model must have {method}(); {type(model).__name__} has none "
+                        f"(the training entry point returned the wrong kind of estimator)")
     features = frame.loc[:, list(schema.FEATURES)]
     if schema.IS_CLASSIFIER:
         return model.predict_proba(features)[:, 1]

@@ -88,12 +88,16 @@ def test_predictions_are_the_regressors_values_and_the_classifiers_positive_prob
     assert model.seen == list(schema.FEATURES), "the model sees the contract's features, in its order"
     np.testing.assert_allclose(values, model.fitted.predict(frame[["size", "age"]]))
     assert values.dtype == np.float64 and values.shape == (len(frame),)
+    with pytest.raises(TypeError, match="a regression model must have predict\\(\\); object has none"):
+        predictions(object(), frame)
 
     schema.deactivate()  # back to the shipped binary project (use_project restores after the test)
     adult = pd.DataFrame({name: [0] * 4 for name in schema.FEATURES})
     adult["age"] = [20, 30, 40, 50]
     classifier = Seen(LogisticRegression().fit(adult[["age"]], [0, 0, 1, 1]), ["age"])
     np.testing.assert_allclose(predictions(classifier, adult), classifier.fitted.predict_proba(adult[["age"]])[:, 1])
+    with pytest.raises(TypeError, match="a binary model must have predict_proba\\(\\); LinearRegression has none"):
+        predictions(LinearRegression(), adult)
 
 
 def test_a_better_model_passes(project, frame, champion) -> None:
