@@ -268,3 +268,12 @@ def test_the_report_names_the_regression_metric(project, frame, champion) -> Non
     assert "## Slices (RMSE)" in markdown and "| region=east | 1000 |" in markdown
     assert "## Group errors across `group` (RMSE)" in markdown
     assert "| rmse |" in markdown and "| r2 |" in markdown and "roc_auc" not in markdown.lower()
+
+
+def test_no_regression_project_outlives_its_test() -> None:
+    """Runs after the tests above (pytest keeps a file's order): the ``use_project`` fixture
+    put back ``MLOPS_PROJECT`` and the loaded contract, so the next test reads the shipped one."""
+    import os
+
+    assert os.environ.get(schema.PROJECT_ENV) in (None, str(schema.SHIPPED_PROJECT))
+    assert schema.TASK == "binary" and schema.PROJECT_PATH == schema.SHIPPED_PROJECT
