@@ -78,9 +78,10 @@ def validate_step(ctx: StepContext) -> dict[str, Artifact]:
     import pandas as pd
 
     from pipeline.digest import frame_digest
-    from pipeline.steps.validate import contract_columns, validate_frame, write_report
+    from pipeline.steps.validate import contract_columns, require_configuration_fits, validate_frame, write_report
 
     frame = pd.read_pickle(ctx.inputs["raw"].path)
+    require_configuration_fits(frame)
     report = validate_frame(frame, ctx.config.validation, source=str(ctx.config.data))
     json_path, md_path = write_report(report, ctx.output_dir / "report")
     if not report.passed:
@@ -340,7 +341,8 @@ def register_step(ctx: StepContext) -> dict[str, Artifact]:
     training = _json(ctx.inputs["model"].path / "training.json")
     metrics = run_metrics(evaluation, gate)
     params = {
-        **{f"train.{k}": v for k, v in config.hyperparameters.to_dict().items()},
+        "train.trainer": training.get("trainer", "xgboost"),
+        **{f"train.{k}": v for k, v in training["hyperparameters"].items()},
         **{f"split.{k}": v for k, v in asdict(config.split).items()},
         **{f"gate.{k}": v for k, v in asdict(config.gate).items()},
         "training_device": training["device"],
@@ -525,7 +527,7 @@ def commit_pipeline() -> list[Step]:
              what="splitting train, validation and the frozen holdout"),
         Step(
             "train", train_step, sources=_src("training.train", "training.model"), inputs=("train", "validation"),
-            params=lambda c: c.hyperparameters.to_dict(), what="training XGBoost with early stopping on validation",
+            params=lambda c: c.hyperparameters.to_dict(), what="training the model (training.entry_point of the project file)",
         ),
         Step("evaluate", evaluate_step, sources=_src(_STEPS + "evaluate",), inputs=("model", "holdout"),
              what="scoring the holdout: metrics, slices, fairness"),
