@@ -22,7 +22,8 @@ and nulls are the reference's.
 ``drift`` in [0, 1] moves the data away from the reference in three ways, each growing
 with it:
 
-- continuous features shift up by ``SHIFT_STD * drift`` of their standard deviation;
+- continuous features shift up by ``SHIFT_STD * drift`` of their standard deviation, and
+  a point mass with a tail keeps its mass while its tail stretches (``TAIL_GROWTH``);
 - category frequencies tilt toward the rarer values (``TILT_STRENGTH``);
 - the label relation changes *learnably*. The *region* is the rows above the reference's
   ``1 - drift`` quantile of the numeric feature most associated with the target (for
@@ -68,6 +69,9 @@ JITTER_MAX_MODE_SHARE: Final = 0.5
 """A numeric feature whose commonest value holds at least this share is copied as is."""
 SHIFT_STD: Final = 0.5
 """Continuous features shift up by this many standard deviations at ``drift=1``."""
+TAIL_GROWTH: Final = 1.0
+"""A point mass with a tail (Adult's capital amounts: zero for over 90 % of people) keeps
+its mass and stretches its tail away from it by ``1 + TAIL_GROWTH * drift``."""
 SWAPPED_FEATURES: Final = 2
 """How many features trade meaning inside the drifted region."""
 PROXY_ASSOCIATION: Final = 0.5
@@ -99,6 +103,8 @@ class Profile:
     frame: pd.DataFrame
     numeric: dict[str, _Numeric]
     jittered: tuple[str, ...]
+    tails: dict[str, float]
+    """Point-mass-and-tail features and the value of their mass."""
     tilted: tuple[str, ...]
     region: str | None
     region_scores: np.ndarray
@@ -192,11 +198,10 @@ def profile_reference(reference: pd.DataFrame) -> Profile:
     frame = reference.loc[:, list(schema.COLUMNS)].reset_index(drop=True)
     target = np.asarray(schema.target(frame), dtype=np.float64)
     numeric = {c: _numeric_column(frame[c]) for c in schema.NUMERIC_FEATURES}
-    jittered = tuple(
-        c for c in schema.NUMERIC_FEATURES
-        if frame[c].nunique() > JITTER_MIN_DISTINCT
-        and frame[c].value_counts(normalize=True, dropna=False).iloc[0] < JITTER_MAX_MODE_SHARE
-    )
+    spread = [c for c in schema.NUMERIC_FEATURES if frame[c].nunique() > JITTER_MIN_DISTINCT]
+    modes = {c: frame[c].value_counts(normalize=True) for c in spread}
+    jittered = tuple(c for c in spread if modes[c].iloc[0] < JITTER_MAX_MODE_SHARE)
+    tails = {c: float(modes[c].index[0]) for c in spread if c not in jittered}
     sensitive = schema.SENSITIVE_ATTRIBUTE
     protected = {sensitive} if sensitive else set()
     if sensitive:
@@ -226,7 +231,7 @@ def profile_reference(reference: pd.DataFrame) -> Profile:
             if column in schema.CATEGORICAL_FEATURES:
                 ranking = list(_target_means(frame[column], target).sort_values(kind="stable").index)
                 mirrors[column] = {name: ranking[-1 - i] for i, name in enumerate(ranking)}
-    return Profile(frame, numeric, jittered, tilted, region, region_scores, swapped, mirrors)
+    return Profile(frame, numeric, jittered, tails, tilted, region, region_scores, swapped, mirrors)
 
 
 def _target_means(values: pd.Series, target: np.ndarray) -> pd.Series:
@@ -332,6 +337,9 @@ def generate_synthetic(
             values = np.where(present, info.ordered[np.clip(rank, 0, info.ordered.size - 1)], np.nan)
             if jitter and drift > 0:
                 values = values + SHIFT_STD * drift * info.std
+        if column in study.tails and drift > 0:
+            mass = study.tails[column]
+            values = mass + (values - mass) * (1 + TAIL_GROWTH * drift)
         low, high = bounds[column]
         values = np.clip(values, -np.inf if low is None else low, np.inf if high is None else high)
         if column in schema.INTEGER_FEATURES:

@@ -105,6 +105,10 @@ def test_drift_moves_distributions() -> None:
     assert drifted["age"].mean() > base["age"].mean() + 5
     assert drifted["hours_per_week"].mean() > base["hours_per_week"].mean() + 3
     assert drifted["race"].value_counts(normalize=True)["White"] < base["race"].value_counts(normalize=True)["White"] - 0.05
+    # capital amounts: the zero mass stays (up to the category tilt), the tail stretches x2
+    gains, base_gains = drifted["capital_gain"], base["capital_gain"]
+    assert abs((gains == 0).mean() - (base_gains == 0).mean()) < 0.03
+    assert gains[gains > 0].median() > 1.8 * base_gains[base_gains > 0].median()
     assert validate_frame(drifted, ValidationThresholds(), source="drifted").passed
     # the region where occupations trade meaning: executives with little schooling vanish
     # from the educated, and house servants appear among them
@@ -240,6 +244,7 @@ def test_the_shipped_projects_drift_is_derived_not_written_in() -> None:
 
     study = default_reference_profile()
     assert study.jittered == ("age", "fnlwgt", "hours_per_week")
+    assert study.tails == {"capital_gain": 0.0, "capital_loss": 0.0}
     assert study.region == "education_num"
     assert set(study.swapped) == {"marital_status", "occupation"}
     assert study.mirrors["occupation"]["Exec-managerial"] == "Priv-house-serv"
