@@ -1,140 +1,291 @@
-"""Synthetic Adult-like data of any size, with controllable drift, for benchmarks and drift drills.
+"""Synthetic rows of the active data contract, of any size, with controllable drift.
 
-Rows are drawn from the real dataset, so the joint structure of every column, label
-included, is the real one. Numeric values are then jittered *within their own
-distribution* (rank jitter: a value is replaced by the value a few hundred ranks away in
-the real column), which makes rows distinct without moving any marginal: the real data's
-47 % spike at 40 hours a week stays a spike, so at ``drift=0`` the monitor sees the real
-distributions (every feature's PSI against the real data is near 0) and a model trained
-on the real data scores as it does on real rows.
+Everything is derived from two inputs, so no dataset is written into the code: the
+active contract (``pipeline.schema``: columns, types, ranges, allowed values, the
+sensitive attribute) and a *reference* sample of real rows. ``generate_synthetic(n,
+reference=frame)`` takes the reference a team has (``python -m pipeline synth --data
+FILE``); without one, the shipped dataset is the reference only while the shipped project
+is active, because another contract's columns are not in it.
+
+Rows are drawn from the reference, so the joint structure of every column, label
+included, is the real one. Continuous numeric features (more than ``JITTER_MIN_DISTINCT``
+distinct values, none of them holding half the rows) are then jittered *within their own
+distribution* (rank jitter: a value is replaced by the value a few hundred ranks away),
+which makes rows distinct without moving any marginal: a spike (Adult's 47 % at 40 hours
+a week) stays a spike, so at ``drift=0`` the monitor sees the reference's distributions
+and a model trained on the reference scores as it does on real rows. Codes (few distinct
+values, often a re-coding of a category) and columns dominated by one value (a zero mass
+with a thin tail, where a few hundred ranks cross the values the label turns on) are
+copied as they are. Integer columns stay whole numbers, declared ranges hold, categories
+and nulls are the reference's.
 
 ``drift`` in [0, 1] moves the data away from the reference in three ways, each growing
 with it:
 
-- numeric distributions shift (older, longer hours, larger weights and capital amounts);
-- category frequencies tilt toward the rarer values of several attributes;
-- the label relation changes *learnably*: among people with at least
-  ``education_num >= 17 - 10 * drift`` years of education (nobody at 0, the top 28 % at
-  0.6, the top 88 % at 1), occupations trade places with their mirror image in the real
-  data's income ranking (``Exec-managerial`` <-> ``Priv-house-serv``, ...). Labels are
-  never flipped, so there is no added noise: a model retrained on drifted data can learn
-  the new relation (education x occupation) and reach about the real data's ROC AUC,
-  while the stale champion, which still reads the old meaning of an occupation, scores
-  clearly worse. Because labels and sexes are untouched, per-sex base rates stay the real
-  ones, and the fairness gaps of a retrained model stay as honest as on the real data.
+- continuous features shift up by ``SHIFT_STD * drift`` of their standard deviation, and
+  a point mass with a tail keeps its mass while its tail stretches (``TAIL_GROWTH``);
+- category frequencies tilt toward the rarer values (``TILT_STRENGTH``);
+- the label relation changes *learnably*. The *region* is the rows above the reference's
+  ``1 - drift`` quantile of the numeric feature most associated with the target (for
+  Adult: ``education_num``); inside it, the ``SWAPPED_FEATURES`` features next most
+  associated with the target trade values with their mirror image: a category with the
+  one at the opposite end of the target ranking (Adult: ``Exec-managerial`` <->
+  ``Priv-house-serv``, ``Married-civ-spouse`` <-> ``Never-married``), a number with the
+  value at the opposite rank. Labels are never changed, so there is no added noise: a
+  model retrained on drifted rows can learn the new relation (region x feature), while
+  the stale champion, which still reads the old meaning, scores clearly worse.
+
+Association is the correlation ratio (eta squared) of the target over a feature's
+categories or deciles. The sensitive attribute, and any feature that is its proxy
+(Cramér's V at least ``PROXY_ASSOCIATION``), is neither tilted nor swapped, so group base
+rates and fairness gaps stay the reference's; a swap that hid a group's strongest
+signal would make a drill fail fairness for a reason of its own making. Nor is a feature
+swapped that merely re-codes the region feature (it determines it), or the drift would
+read as contradictory rows rather than a changed world.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
-from pipeline.schema import DEFAULT_DATASET
 from pipeline import schema
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-TILTED_COLUMNS: Final = ("workclass", "occupation", "marital_status", "race", "education")
-"""Categoricals whose frequencies tilt toward their rarer values as drift grows."""
 TILT_STRENGTH: Final = 0.3
-
+"""Category weights are ``share ** (-TILT_STRENGTH * drift)``: at drift 1 a value with a
+1 % share gains about 4x against one with 50 %."""
 RANK_JITTER: Final = 0.005
-"""Half-width of the rank jitter as a share of the real rows (about 244 ranks): small
-enough that an age moves by at most a year and the 40-hour spike stays whole."""
-JITTERED_COLUMNS: Final = ("age", "fnlwgt", "hours_per_week")
-"""``education_num`` is not jittered (it is one-to-one with ``education``), nor are the
-capital amounts: only about 4,000 real rows have one, and a few hundred ranks there cross
-the thresholds (near 5,000 and 7,000) where the label turns, which would blur the relation."""
+"""Half-width of the rank jitter as a share of the reference rows (about 244 ranks of
+Adult's 48,842): an age moves by at most a year and the 40-hour spike stays whole."""
+JITTER_MIN_DISTINCT: Final = 20
+"""A numeric feature with at most this many distinct values is a code, copied as is."""
+JITTER_MAX_MODE_SHARE: Final = 0.5
+"""A numeric feature whose commonest value holds at least this share is copied as is."""
+SHIFT_STD: Final = 0.5
+"""Continuous features shift up by this many standard deviations at ``drift=1``."""
+TAIL_GROWTH: Final = 1.0
+"""A point mass with a tail (Adult's capital amounts: zero for over 90 % of people) keeps
+its mass and stretches its tail away from it by ``1 + TAIL_GROWTH * drift``."""
+SWAPPED_FEATURES: Final = 2
+"""How many features trade meaning inside the drifted region."""
+PROXY_ASSOCIATION: Final = 0.5
+"""Cramér's V with the sensitive attribute from which a feature counts as its proxy."""
+RECODING_ASSOCIATION: Final = 0.9
+"""A feature explaining this share of the region feature's variance re-codes it."""
+ASSOCIATION_BINS: Final = 10
+"""Numeric features are cut at their deciles to measure association."""
 
-NUMERIC_SHIFT: Final[dict[str, tuple[str, float]]] = {
-    "age": ("add", 8.0),
-    "hours_per_week": ("add", 6.0),
-    "fnlwgt": ("scale", 0.3),
-    "capital_gain": ("scale", 1.0),
-    "capital_loss": ("scale", 0.5),
-}
-"""How each numeric moves at ``drift=1``: years or hours added, or relative growth."""
 
-SWAP_MAX_EDUCATION: Final = 17
-SWAP_EDUCATION_SPAN: Final = 12
-"""Occupations and marital codes swap meaning where ``education_num >= 17 - 12 * drift``."""
+@dataclass(frozen=True)
+class _Numeric:
+    """One numeric column of the reference, sorted, with each row's rank block.
+
+    A row's rank is drawn uniformly inside the block of rows sharing its value (a tie
+    block of 23,000 rows at 40 hours must not all sit at one rank); NaN rows have none."""
+
+    ordered: np.ndarray
+    first: np.ndarray
+    count: np.ndarray
+    present: np.ndarray
+    std: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the generator learned from the reference under the active contract."""
+
+    frame: pd.DataFrame
+    numeric: dict[str, _Numeric]
+    jittered: tuple[str, ...]
+    tails: dict[str, float]
+    """Point-mass-and-tail features and the value of their mass."""
+    tilted: tuple[str, ...]
+    region: str | None
+    region_scores: np.ndarray
+    swapped: tuple[str, ...]
+    mirrors: dict[str, dict[Any, Any]]
+
+
+def _reference_problems(frame: pd.DataFrame) -> list[str]:
+    """Where ``frame`` cannot serve as the reference of the active contract."""
+    from pandas.api.types import is_numeric_dtype
+
+    missing = [c for c in schema.COLUMNS if c not in frame.columns]
+    if missing:
+        return [f"lacks the contract's column(s) {', '.join(missing)}"]
+    problems = [] if len(frame) else ["has no rows"]
+    for column in (*schema.NUMERIC_FEATURES, schema.LABEL):
+        if column in schema.NUMERIC_FEATURES or not schema.IS_CLASSIFIER:
+            if not is_numeric_dtype(frame[column]):
+                problems.append(f"column {column!r} is declared numeric but holds {frame[column].dtype} values")
+    for column, values in schema.CATEGORY_VALUES.items():
+        allowed = {str(v) for v in values}
+        unknown = sorted({str(v) for v in frame[column].dropna().unique()} - allowed)
+        if unknown:
+            problems.append(f"column {column!r} holds values the contract does not declare: {', '.join(unknown[:5])}")
+    nulls = [c for c in schema.COLUMNS if c not in schema.NULLABLE_FEATURES and frame[c].isna().any()]
+    if nulls:
+        problems.append(f"non-nullable column(s) hold nulls: {', '.join(nulls)}")
+    return problems
+
+
+def _association(values: pd.Series, target: np.ndarray) -> float:
+    """Correlation ratio (eta squared) of ``target`` over the groups of ``values``: the
+    share of its variance the groups explain. Numeric values are grouped at deciles."""
+    import numpy as np
+    import pandas as pd
+
+    variance = float(np.var(target))
+    if variance == 0 or len(values) == 0:
+        return 0.0
+    means = pd.Series(target).groupby(_groups(values)).agg(["mean", "count"])
+    return float(((means["mean"] - target.mean()) ** 2 * means["count"]).sum() / len(target) / variance)
+
+
+def _groups(values: pd.Series) -> np.ndarray:
+    """Group keys of a column: a numeric feature's decile (by rank), else its value; nulls a group."""
+    import pandas as pd
+
+    if values.name in schema.NUMERIC_FEATURES and values.nunique() > ASSOCIATION_BINS:
+        values = pd.qcut(values.rank(method="first"), ASSOCIATION_BINS, labels=False)
+    return values.astype(object).where(values.notna(), "<null>").to_numpy()
+
+
+def _cramers_v(a: pd.Series, b: pd.Series) -> float:
+    """Cramér's V of two columns' groups: ``sqrt(chi2 / (n * (min(r, c) - 1)))``, with
+    ``chi2 / n = sum(O^2 / (row * column)) - 1`` (scipy's ``association``, without the
+    second-long import of ``scipy.stats`` on every ``synth``)."""
+    import numpy as np
+    import pandas as pd
+
+    table = pd.crosstab(_groups(a), _groups(b)).to_numpy(dtype=np.float64)
+    if min(table.shape) < 2:
+        return 0.0
+    n = table.sum()
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0))
+    phi2 = float((table**2 / expected).sum() - 1.0) if n else 0.0
+    return float(np.sqrt(max(phi2, 0.0) / (min(table.shape) - 1)))
+
+
+def _numeric_column(values: pd.Series) -> _Numeric:
+    import numpy as np
+
+    raw = values.to_numpy(dtype=np.float64)
+    present = ~np.isnan(raw)
+    ordered = np.sort(raw[present], kind="stable")
+    first = np.searchsorted(ordered, raw, side="left")
+    count = np.searchsorted(ordered, raw, side="right") - first
+    return _Numeric(ordered, first, count, present, float(np.std(ordered)) if ordered.size else 0.0)
+
+
+def profile_reference(reference: pd.DataFrame) -> Profile:
+    """Study ``reference`` under the active contract (see the module doc).
+
+    Raises ``ValueError`` naming what is wrong: a contract column missing, no rows, a
+    declared number that is not numeric, an undeclared category, a null where the
+    contract allows none."""
+    import numpy as np
+
+    problems = _reference_problems(reference)
+    if problems:
+        raise ValueError("the synthetic generator's reference data " + "; ".join(problems))
+    frame = reference.loc[:, list(schema.COLUMNS)].reset_index(drop=True)
+    target = np.asarray(schema.target(frame), dtype=np.float64)
+    numeric = {c: _numeric_column(frame[c]) for c in schema.NUMERIC_FEATURES}
+    spread = [c for c in schema.NUMERIC_FEATURES if frame[c].nunique() > JITTER_MIN_DISTINCT]
+    modes = {c: frame[c].value_counts(normalize=True) for c in spread}
+    jittered = tuple(c for c in spread if modes[c].iloc[0] < JITTER_MAX_MODE_SHARE)
+    tails = {c: float(modes[c].index[0]) for c in spread if c not in jittered}
+    sensitive = schema.SENSITIVE_ATTRIBUTE
+    protected = {sensitive} if sensitive else set()
+    if sensitive:
+        protected |= {c for c in schema.FEATURES if c != sensitive and _cramers_v(frame[c], frame[sensitive]) >= PROXY_ASSOCIATION}
+    tilted = tuple(c for c in schema.CATEGORICAL_FEATURES if c not in protected)
+
+    strength = {c: _association(frame[c], target) for c in schema.FEATURES if c not in protected}
+    numeric_candidates = [c for c in schema.NUMERIC_FEATURES if c in strength]
+    region_pool = numeric_candidates or [c for c in schema.CATEGORICAL_FEATURES if c in strength]
+    region = max(region_pool, key=lambda c: strength[c], default=None)
+    mirrors: dict[str, dict[Any, Any]] = {}
+    swapped: tuple[str, ...] = ()
+    region_scores = np.zeros(len(frame))
+    if region is not None:
+        if region in schema.NUMERIC_FEATURES:
+            region_scores = frame[region].to_numpy(dtype=np.float64)
+        else:
+            # A category orders by its target mean, so "above the quantile" is still a region.
+            region_scores = frame[region].map(_target_means(frame[region], target)).to_numpy(dtype=np.float64)
+        region_values = np.nan_to_num(region_scores, nan=float(np.nanmin(region_scores)) if np.isfinite(region_scores).any() else 0.0)
+        candidates = [
+            c for c in strength
+            if c != region and _association(frame[c], region_values) < RECODING_ASSOCIATION
+        ]
+        swapped = tuple(sorted(candidates, key=lambda c: strength[c], reverse=True)[:SWAPPED_FEATURES])
+        for column in swapped:
+            if column in schema.CATEGORICAL_FEATURES:
+                ranking = list(_target_means(frame[column], target).sort_values(kind="stable").index)
+                mirrors[column] = {name: ranking[-1 - i] for i, name in enumerate(ranking)}
+    return Profile(frame, numeric, jittered, tails, tilted, region, region_scores, swapped, mirrors)
+
+
+def _target_means(values: pd.Series, target: np.ndarray) -> pd.Series:
+    import pandas as pd
+
+    present = values.notna().to_numpy()
+    return pd.Series(target[present]).groupby(values[present].to_numpy()).mean()
 
 
 @lru_cache(maxsize=1)
-def _reference() -> pd.DataFrame:
+def _default_profile(project_path: Path) -> Profile:
     from pipeline.data import load_dataset
 
-    return load_dataset(DEFAULT_DATASET).loc[:, list(schema.COLUMNS)]
+    return profile_reference(load_dataset(schema.DEFAULT_DATASET))
 
 
-@lru_cache(maxsize=1)
-def _sorted_columns() -> dict[str, np.ndarray]:
-    """Each jittered column of the real data, sorted, plus each row's rank block.
+def default_reference_profile() -> Profile:
+    """The shipped dataset's profile, only while the shipped project is active.
 
-    Returned per column: the sorted values, and for every real row the first rank and the
-    count of its value's tie block, so a row's rank can be drawn uniformly inside its block
-    (a tie block of 23,000 rows at 40 hours must not all sit at one rank).
-    """
+    Raises ``ValueError`` otherwise: another contract's columns are not in that data, so a
+    team passes its own (``reference=`` or ``synth --data FILE``)."""
+    if schema.PROJECT_PATH.resolve() != schema.SHIPPED_PROJECT.resolve():
+        raise ValueError(
+            f"no reference data for project {schema.PROJECT_PATH}: the synthetic generator draws its rows from a "
+            f"sample of real data, and the shipped {schema.DEFAULT_DATASET.name} only fits the shipped project; "
+            "pass reference=FRAME (python -m pipeline synth --data FILE)"
+        )
+    return _default_profile(schema.SHIPPED_PROJECT.resolve())
+
+
+def _ranks(column: _Numeric, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each drawn row with a value, a rank drawn uniformly inside its value's tie block."""
     import numpy as np
 
-    real = _reference()
-    out: dict[str, np.ndarray] = {}
-    for column in JITTERED_COLUMNS:
-        values = real[column].to_numpy(dtype=np.int64)
-        ordered = np.sort(values, kind="stable")
-        out[column] = ordered
-        out[column + ":first"] = np.searchsorted(ordered, values, side="left")
-        out[column + ":count"] = np.searchsorted(ordered, values, side="right") - out[column + ":first"]
-    return out
+    first, count = column.first[rows], column.count[rows]
+    return first + np.floor(rng.random(len(rows)) * count).astype(np.int64)
 
 
-MARITAL_SWAP: Final[dict[str, str]] = {"Married-civ-spouse": "Never-married", "Never-married": "Married-civ-spouse"}
-"""Marital codes that trade meaning in the drifted region. ``relationship`` is left alone:
-swapping ``Wife`` with ``Unmarried`` too was tried, and it cut a retrained model's
-true-positive rate for women from about 0.60 to 0.51 (equal-opportunity gap 0.15, at the
-gate's bound) because it hides the strongest positive signal women have; a drill that
-fails fairness for a reason of its own making would teach the wrong lesson."""
-
-
-@lru_cache(maxsize=1)
-def _occupation_mirror() -> dict[str, str]:
-    """Each occupation's mirror in the real income ranking (richest <-> poorest, ...).
-
-    Ranked by the real share of ``label == 1``; the middle one (odd count) keeps its name.
-    """
-    real = _reference()
-    ranking = list(real.groupby("occupation")["label"].mean().sort_values(kind="stable").index)
-    return {name: ranking[-1 - i] for i, name in enumerate(ranking)}
-
-
-def _rank_jitter(column: str, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Values of ``column`` for real rows ``rows``, each replaced by a value a few ranks away.
-
-    A row's rank is uniform inside its tie block, then moved by a uniform step in
-    [-w, w] and reflected at the ends. When rows are drawn uniformly, the rank is uniform
-    before and after the step, so the marginal is the real one exactly (in expectation);
-    only values near a block boundary change, and only to a neighbouring value.
-    """
+def _reflect(rank: np.ndarray, size: int) -> np.ndarray:
     import numpy as np
 
-    table = _sorted_columns()
-    ordered = table[column]
-    n_real = len(ordered)
-    width = max(1, int(RANK_JITTER * n_real))
-    first, count = table[column + ":first"][rows], table[column + ":count"][rows]
-    rank = first + np.floor(rng.random(len(rows)) * count).astype(np.int64)
-    rank = rank + rng.integers(-width, width + 1, len(rows))
     rank = np.where(rank < 0, -rank - 1, rank)
-    rank = np.where(rank >= n_real, 2 * n_real - 1 - rank, rank)
-    return ordered[rank]
+    return np.clip(np.where(rank >= size, 2 * size - 1 - rank, rank), 0, size - 1)
 
 
-def generate_synthetic(n_rows: int, *, seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
-    """``n_rows`` rows with exactly the schema's columns and dtypes, reproducible from ``seed``.
+def generate_synthetic(
+    n_rows: int, *, seed: int = 0, drift: float = 0.0, reference: pd.DataFrame | Profile | None = None
+) -> pd.DataFrame:
+    """``n_rows`` rows with exactly the contract's columns, reproducible from ``seed``.
 
-    Raises ``ValueError`` for a negative row count or a drift outside [0, 1].
+    ``reference`` is a frame of real rows with the contract's columns (or its
+    ``profile_reference``, to draw many times from one reference); None takes the shipped
+    dataset while the shipped project is active. Raises ``ValueError`` for a negative row
+    count, a drift outside [0, 1], no usable reference (naming the problem).
     """
     import numpy as np
     import pandas as pd
@@ -144,12 +295,18 @@ def generate_synthetic(n_rows: int, *, seed: int = 0, drift: float = 0.0) -> pd.
     drift = float(drift)
     if not 0.0 <= drift <= 1.0:
         raise ValueError(f"drift must be in [0, 1], got {drift!r}")
-    real = _reference()
+    if reference is None:
+        study = default_reference_profile()
+    elif isinstance(reference, Profile):
+        study = reference
+    else:
+        study = profile_reference(reference)
+    real = study.frame
     rng = np.random.default_rng(seed)
 
     weights = np.ones(len(real))
     if drift > 0:
-        for column in TILTED_COLUMNS:
+        for column in study.tilted:
             values = real[column]
             # Missing values keep their weight: tilting them up would turn drift into
             # a data-quality failure, which is a different scenario.
@@ -158,18 +315,40 @@ def generate_synthetic(n_rows: int, *, seed: int = 0, drift: float = 0.0) -> pd.
     rows = rng.choice(len(real), size=int(n_rows), p=weights / weights.sum())
     frame = real.iloc[rows].reset_index(drop=True).copy()
 
-    for column in schema.NUMERIC_FEATURES:
-        values = _rank_jitter(column, rows, rng).astype(float) if column in JITTERED_COLUMNS else frame[column].to_numpy(dtype=float)
-        if column in NUMERIC_SHIFT and drift > 0:
-            how, amount = NUMERIC_SHIFT[column]
-            values = values + np.round(amount * drift) if how == "add" else values * (1 + amount * drift)
-        low, high = schema.NUMERIC_RANGES[column]
-        frame[column] = np.clip(np.round(values), low, high).astype("int64")
+    in_region = np.zeros(len(rows), dtype=bool)
+    if drift > 0 and study.region is not None:
+        scores = study.region_scores
+        cut = np.nanquantile(scores, 1.0 - drift) if np.isfinite(scores).any() else np.inf
+        in_region = np.nan_to_num(scores[rows], nan=-np.inf) > cut
 
-    if drift > 0:
-        swapped = frame["education_num"].to_numpy() >= SWAP_MAX_EDUCATION - SWAP_EDUCATION_SPAN * drift
-        swaps = {"occupation": _occupation_mirror(), "marital_status": MARITAL_SWAP}
-        for column, mapping in swaps.items():
-            values = frame[column]
-            frame[column] = values.where(~swapped | ~values.isin(list(mapping)), values.map(mapping))
+    bounds = {c.name: (c.minimum, c.maximum) for c in schema.PROJECT.data.columns}
+    for column in schema.NUMERIC_FEATURES:
+        info = study.numeric[column]
+        jitter, swap = column in study.jittered, column in study.swapped and in_region.any()
+        values = frame[column].to_numpy(dtype=np.float64)
+        if (jitter or swap) and info.ordered.size:
+            present = info.present[rows]
+            rank = _ranks(info, rows, rng)
+            if swap:
+                rank = np.where(in_region, info.ordered.size - 1 - rank, rank)
+            if jitter:
+                width = max(1, int(RANK_JITTER * info.ordered.size))
+                rank = _reflect(rank + rng.integers(-width, width + 1, len(rows)), info.ordered.size)
+            values = np.where(present, info.ordered[np.clip(rank, 0, info.ordered.size - 1)], np.nan)
+            if jitter and drift > 0:
+                values = values + SHIFT_STD * drift * info.std
+        if column in study.tails and drift > 0:
+            mass = study.tails[column]
+            values = mass + (values - mass) * (1 + TAIL_GROWTH * drift)
+        low, high = bounds[column]
+        values = np.clip(values, -np.inf if low is None else low, np.inf if high is None else high)
+        if column in schema.INTEGER_FEATURES:
+            values = np.round(values)
+            frame[column] = values.astype("int64") if not np.isnan(values).any() else pd.array(values, dtype="Int64")
+        else:
+            frame[column] = values
+
+    for column, mapping in study.mirrors.items():
+        values = frame[column]
+        frame[column] = values.where(~in_region | ~values.isin(list(mapping)), values.map(mapping))
     return pd.DataFrame(frame, columns=list(schema.COLUMNS))

@@ -41,6 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--psi-threshold", type=float, help="PSI above which a feature drifts (default 0.2)")
     parser.add_argument("--p-value", type=float, help="significance level of the drift tests (default 0.01)")
     parser.add_argument("--max-auc-drop", type=float, help="ROC AUC drop that is a performance drop (default 0.05)")
+    parser.add_argument("--max-error-increase", type=float,
+                        help="regression: relative increase of the live error (RMSE or MAE, the gate's metric) "
+                             "over the reference that is a performance drop (default 0.10: 10%% worse)")
     parser.add_argument("--max-rows", type=int,
                         help="rows kept for the drift tests; beyond it a uniform sample (default 100000)")
     parser.add_argument("--max-rows-per-request", type=int,
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             ("psi_drift", args.psi_threshold),
             ("p_value", args.p_value),
             ("max_auc_drop", args.max_auc_drop),
+            ("max_error_increase", args.max_error_increase),
         )
         if value is not None
     }

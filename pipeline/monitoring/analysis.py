@@ -8,7 +8,8 @@ read. The verdict is one of five, in this order of precedence:
 - ``insufficient_data``: fewer rows than ``Thresholds.min_rows``, too few for a test to
   mean anything, or no probabilities to compare (all null), so the monitor says so
   instead of alarming or claiming "ok";
-- ``performance_drop``: labelled rows show ROC AUC fell past a limit (overall or a slice);
+- ``performance_drop``: labelled rows show the model got worse past a limit, overall or
+  in a slice (ROC AUC for a binary model, the gate's error metric for regression);
 - ``drift``: a feature or the predictions drifted, or a data-quality check failed;
 - ``ok``.
 """
@@ -30,6 +31,9 @@ from pipeline.monitoring.labels import LabelJoin
 from pipeline.monitoring.performance import Performance, evaluate_performance
 from pipeline.monitoring.quality import QualityCheck, data_quality
 from pipeline.monitoring.thresholds import Thresholds
+from pipeline import schema
+
+METRIC_NAMES = {"roc_auc": "ROC AUC", "rmse": "RMSE", "mae": "MAE"}
 
 
 class Verdict(StrEnum):
@@ -92,6 +96,8 @@ class MonitorResult:
             "drifted_feature_count": len(self.drifted_features),
             "drifted_features": self.drifted_features,
             "live_roc_auc": None if self.performance is None else self.performance.live_roc_auc,
+            "performance_metric": None if self.performance is None else self.performance.metric,
+            "live_performance": None if self.performance is None else self.performance.live_value,
             "performance_drop": None if self.performance is None else self.performance.drop,
         }
         return _finite(body)
@@ -151,6 +157,20 @@ def _drift_reason(item: FeatureDrift, limit: float, thresholds: Thresholds) -> s
         f"{item.feature}: PSI {item.psi:.3f} > {limit} and {item.test.upper()} p={item.p_value:.2g} "
         f"< {thresholds.p_value} ({item.live_count} live vs {item.baseline_count} baseline values)"
     )
+
+
+def live_scores(window: CaptureWindow) -> np.ndarray:
+    """What prediction drift compares for the active task: the probability of the positive
+    class (binary, the baseline's ``prediction`` then holds the same), or the predicted
+    value (regression)."""
+    return window.probabilities if schema.IS_CLASSIFIER else window.predictions
+
+
+def _worse(performance: Performance) -> str:
+    """How far the measure moved: AUC points, or an error's relative increase."""
+    if performance.metric == "roc_auc":
+        return f"{performance.drop:.3f} below"
+    return f"{performance.drop:.1%} above"
 
 
 def analyse(
@@ -229,11 +249,12 @@ def analyse(
         return result
 
     result.features = feature_drift(baseline.frame, window.features, thresholds)
-    result.prediction = prediction_drift(baseline.frame[PREDICTION_COLUMN].to_numpy(), window.probabilities, thresholds)
+    scores = live_scores(window)
+    result.prediction = prediction_drift(baseline.frame[PREDICTION_COLUMN].to_numpy(), scores, thresholds)
     if labels is not None:
         result.performance = evaluate_performance(
             labels.features, labels.labels, labels.probabilities, labels.predictions,
-            baseline.frame, baseline.holdout_roc_auc, thresholds,
+            baseline.frame, baseline.holdout_roc_auc, thresholds, baseline.holdout_metrics,
         )
         if result.performance.note:
             result.notes.append(result.performance.note)
@@ -241,15 +262,20 @@ def analyse(
     drop_reasons: list[str] = []
     performance = result.performance
     if performance is not None and performance.status == "measured":
+        name = METRIC_NAMES.get(performance.metric, performance.metric)
+        binary = performance.metric == "roc_auc"
+        limit = thresholds.max_auc_drop if binary else f"{thresholds.max_error_increase:.0%}"
+        slice_limit = thresholds.max_slice_auc_drop if binary else f"{thresholds.max_slice_error_increase:.0%}"
         if performance.dropped:
             drop_reasons.append(
-                f"ROC AUC {performance.live_roc_auc:.3f} on {performance.labelled_rows} labelled rows is "
-                f"{performance.drop:.3f} below the reference {performance.reference_roc_auc:.3f} "
-                f"({performance.reference_source}), limit {thresholds.max_auc_drop}"
+                f"{name} {performance.live_value:.3f} on {performance.labelled_rows} labelled rows is "
+                f"{_worse(performance)} the reference {performance.reference_value:.3f} "
+                f"({performance.reference_source}), limit {limit}"
             )
         drop_reasons.extend(
-            f"slice {s.column}={s.value}: ROC AUC {s.live_roc_auc:.3f} is {s.drop:.3f} below its baseline "
-            f"{s.baseline_roc_auc:.3f}, limit {thresholds.max_slice_auc_drop}"
+            f"slice {s.column}={s.value}: {name} {s.live_value:.3f} is "
+            f"{f'{s.drop:.3f} below' if binary else f'{s.drop:.1%} above'} its baseline "
+            f"{s.baseline_value:.3f}, limit {slice_limit}"
             for s in performance.slices
             if s.dropped
         )
@@ -265,12 +291,14 @@ def analyse(
         result.verdict = Verdict.DRIFT
         result.reasons = drift_reasons
     elif result.prediction.psi is None:
-        # No probabilities (all null, or the model has no predict_proba): prediction drift
-        # was never compared, and "PSI 0.000, ok" would claim that it was.
-        scored = int(np.isfinite(window.probabilities).sum())
+        # No scores (probabilities all null: a classifier without predict_proba, or a
+        # broken writer): prediction drift was never compared, and "PSI 0.000, ok" would
+        # claim that it was.
+        scored = int(np.isfinite(scores).sum())
+        kind = "a probability" if schema.IS_CLASSIFIER else "a numeric prediction"
         result.verdict = Verdict.INSUFFICIENT_DATA
         result.reasons.append(
-            f"only {scored} of {window.rows} row(s) for {target} carry a probability: prediction drift "
+            f"only {scored} of {window.rows} row(s) for {target} carry {kind}: prediction drift "
             "cannot be judged, so no verdict (no feature drifted)"
         )
     else:
@@ -281,7 +309,8 @@ def analyse(
         result.reasons.append(summary)
         result.reasons.append(f"prediction PSI {result.prediction.psi or 0.0:.3f}, limit {thresholds.prediction_psi_drift}")
         result.reasons.append("all data-quality checks passed")
-        if performance is not None and performance.status == "measured" and performance.live_roc_auc is not None:
-            reference = "n/a" if performance.reference_roc_auc is None else f"{performance.reference_roc_auc:.3f}"
-            result.reasons.append(f"ROC AUC {performance.live_roc_auc:.3f} on {performance.labelled_rows} labelled rows (reference {reference})")
+        if performance is not None and performance.status == "measured" and performance.live_value is not None:
+            reference = "n/a" if performance.reference_value is None else f"{performance.reference_value:.3f}"
+            name = METRIC_NAMES.get(performance.metric, performance.metric)
+            result.reasons.append(f"{name} {performance.live_value:.3f} on {performance.labelled_rows} labelled rows (reference {reference})")
     return result

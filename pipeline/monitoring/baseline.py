@@ -1,7 +1,8 @@
 """The serving model version and its monitoring baseline, from the MLflow registry.
 
 The registering run saves ``monitoring/baseline.parquet`` (training rows: features,
-``label``, ``prediction``) and tags the model version with ``baseline_uri``
+the label, ``prediction``: the probability of the positive class for a binary model, the
+predicted value for regression) and tags the model version with ``baseline_uri``
 (docs/contracts.md, "The model"). The monitor resolves the alias that serves (``champion``
 by default), downloads that artifact and normalises its types to what the capture reader
 produces. Every way this can fail on bad input (no such model or alias, no tag, an
@@ -26,9 +27,11 @@ if TYPE_CHECKING:
 
 BASELINE_TAG: Final = "baseline_uri"
 PREDICTION_COLUMN: Final = "prediction"
-HOLDOUT_AUC_METRIC: Final = "holdout_roc_auc"
+HOLDOUT_PREFIX: Final = "holdout_"
+HOLDOUT_AUC_METRIC: Final = HOLDOUT_PREFIX + "roc_auc"
 """The registering run's metric holding the version's ROC AUC on the frozen holdout
-(docs/contracts.md: metrics live on the version's run, not in its tags)."""
+(docs/contracts.md: metrics live on the version's run, not in its tags); a regression
+version's run holds ``holdout_rmse`` and ``holdout_mae`` alike."""
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,15 @@ class ServingBaseline:
     frame: pd.DataFrame
     holdout_roc_auc: float | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    holdout_metrics: dict[str, float] = field(default_factory=dict)
+    """The version's holdout metrics of the active task by name (``roc_auc``, or
+    ``rmse`` and ``mae``), those the run logged."""
 
 
 def normalise_baseline(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
-    """The baseline with numeric features as float64 and categoricals as ``str``/``None``.
+    """The baseline with numeric features as float64 and categoricals as ``str``/``None``;
+    the label, when present, becomes the model's target (``schema.target``: 0/1 for the
+    positive class or not, the value for regression), as the labels file's are.
 
     Raises ``BaselineError`` naming the missing columns, or when the frame has no rows.
     """
@@ -63,24 +71,37 @@ def normalise_baseline(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
         out[column] = [None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v) for v in values]
     out[PREDICTION_COLUMN] = pd.to_numeric(frame[PREDICTION_COLUMN], errors="coerce").to_numpy(dtype=np.float64)
     if schema.LABEL in frame.columns:
-        out[schema.LABEL] = pd.to_numeric(frame[schema.LABEL], errors="coerce").to_numpy(dtype=np.float64)
+        if schema.IS_CLASSIFIER:
+            out[schema.LABEL] = np.asarray(schema.target(frame), dtype=np.float64)
+        else:
+            out[schema.LABEL] = pd.to_numeric(frame[schema.LABEL], errors="coerce").to_numpy(dtype=np.float64)
     return out.loc[:, [*schema.FEATURES, PREDICTION_COLUMN, *([schema.LABEL] if schema.LABEL in frame.columns else [])]]
 
 
-def _holdout_auc(client: MlflowClient, run_id: str | None) -> float | None:
-    """The run's ``holdout_roc_auc``; None when the version has no run, the run is gone
-    or never logged it (the monitor then measures the reference on the baseline rows)."""
+def _holdout_metrics(client: MlflowClient, run_id: str | None) -> dict[str, float]:
+    """The run's ``holdout_<metric>`` for each metric of the active task, by metric name,
+    leaving out what is absent or impossible (an AUC outside [0, 1], a negative or
+    infinite error). Empty when the version has no run or the run is gone; the monitor
+    then measures the reference on the baseline rows."""
     from mlflow.exceptions import MlflowException
 
+    from pipeline.project import TASKS
+
     if not run_id:
-        return None
+        return {}
     try:
-        value = client.get_run(run_id).data.metrics.get(HOLDOUT_AUC_METRIC)
+        logged = client.get_run(run_id).data.metrics
     except MlflowException as error:
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
+            return {}
         raise
-    return float(value) if value is not None and 0.0 <= value <= 1.0 else None
+    found = {}
+    for metric in TASKS[schema.TASK].metrics:
+        value = logged.get(HOLDOUT_PREFIX + metric)
+        if value is None or not np.isfinite(value) or value < 0 or (metric == "roc_auc" and value > 1.0):
+            continue
+        found[metric] = float(value)
+    return found
 
 
 def load_serving_baseline(tracking_uri: str, model_name: str, alias: str = "champion") -> ServingBaseline:
@@ -114,6 +135,7 @@ def load_serving_baseline(tracking_uri: str, model_name: str, alias: str = "cham
             frame = pd.read_parquet(local)
         except (MlflowException, OSError, ValueError) as error:
             raise BaselineError(f"cannot read the baseline {uri} of {model_name!r} version {version.version}: {error}") from error
+    holdout = _holdout_metrics(client, version.run_id)
     return ServingBaseline(
         model_name=model_name,
         model_version=str(version.version),
@@ -121,6 +143,7 @@ def load_serving_baseline(tracking_uri: str, model_name: str, alias: str = "cham
         run_id=version.run_id or "",
         baseline_uri=uri,
         frame=normalise_baseline(frame, uri),
-        holdout_roc_auc=_holdout_auc(client, version.run_id),
+        holdout_roc_auc=holdout.get("roc_auc"),
         tags=tags,
+        holdout_metrics=holdout,
     )

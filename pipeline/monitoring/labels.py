@@ -13,7 +13,12 @@ only rows that have a label. A request id found in more than one capture record 
 ambiguous: its labels are excluded and counted, never fanned out. Labels whose request id
 never appears (another model version, an older window, a typo upstream) are counted with
 a few examples, because a steady stream of them means the join upstream is broken. Lines
-with a bad row or a label other than 0/1 are counted as malformed.
+with a bad row or a label the contract does not allow are counted as malformed.
+
+A label is written as the data writes it and becomes the model's target here, as
+``schema.target`` makes it for training: for a binary task one of the label column's two
+values (``1``/``0``, ``yes``/``no``, ``>50K``/``<=50K``; 1 when it is the positive
+class), for regression a finite number.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import pandas as pd
 
 from pipeline.monitoring.capture import MAX_EXAMPLES, frame_of
 from pipeline.monitoring.errors import LabelsError
+from pipeline import schema
 
 LABEL_COLUMNS: Final = ("request_id", "row", "label")
 
@@ -58,6 +64,42 @@ class LabelJoin:
     """Labelled rows beyond ``WindowLimits.max_labelled_rows``, left out."""
 
 
+def _binary_classes() -> dict[str, float]:
+    """The label column's two values as the labels file may spell them, with their target.
+
+    A category label declares its values; a number-typed one its range (``min``/``max``,
+    the two classes of a 0/1 label). The positive class is 1, the other 0."""
+    label = schema.PROJECT.data.column(schema.LABEL)
+    positive = str(schema.POSITIVE_CLASS)
+    if label.values:
+        declared = [str(v) for v in label.values]
+    else:
+        declared = [str(v) for v in (label.minimum, label.maximum) if v is not None]
+    spelled: dict[str, float] = {}
+    for value in {*declared, positive}:
+        target = 1.0 if value == positive else 0.0
+        spelled[value] = target
+        if label.type in ("integer", "number"):
+            # "1", "1.0" and "1e0" are one number: accept every spelling of it.
+            try:
+                spelled[repr(float(value))] = target
+            except ValueError:
+                pass
+    return spelled
+
+
+def label_targets(text: pd.Series) -> pd.Series:
+    """Each label of the labels file as the model's target (float), NaN where it is not a
+    label the active contract allows (counted as malformed)."""
+    numbers = pd.to_numeric(text, errors="coerce")
+    if not schema.IS_CLASSIFIER:
+        return numbers.where(np.isfinite(numbers)).astype(np.float64)
+    spelled = _binary_classes()
+    by_text = text.map(spelled)
+    by_number = numbers.map(lambda v: spelled.get(repr(float(v))) if pd.notna(v) else None)
+    return by_text.where(by_text.notna(), by_number).astype(np.float64)
+
+
 class LabelIndex:
     """The labels file, indexed by request id, collecting labelled rows from a capture stream.
 
@@ -69,16 +111,16 @@ class LabelIndex:
         self.join = LabelJoin(source=source, labels=np.array([], dtype=np.float64), label_lines=len(labels))
         self.max_rows = max_rows
         rows = pd.to_numeric(labels["row"].str.strip(), errors="coerce")
-        values = pd.to_numeric(labels["label"].str.strip(), errors="coerce")
+        values = label_targets(labels["label"].str.strip())
         ids = labels["request_id"].str.strip()
-        valid = rows.notna() & np.isfinite(rows) & (rows >= 0) & (rows == rows.round()) & values.isin([0, 1]) & (ids != "")
+        valid = rows.notna() & np.isfinite(rows) & (rows >= 0) & (rows == rows.round()) & values.notna() & (ids != "")
         self.join.malformed = int((~valid).sum())
-        clean = pd.DataFrame({"request_id": ids[valid], "row": rows[valid].astype(np.int64), "label": values[valid].astype(np.int64)})
+        clean = pd.DataFrame({"request_id": ids[valid], "row": rows[valid].astype(np.int64), "label": values[valid]})
         keyed = clean.drop_duplicates(subset=["request_id", "row"], keep="last")
         self.join.duplicates = len(clean) - len(keyed)
-        self.by_request: dict[str, dict[int, int]] = {}
+        self.by_request: dict[str, dict[int, float]] = {}
         for request_id, row, label in zip(keyed["request_id"], keyed["row"], keyed["label"], strict=True):
-            self.by_request.setdefault(request_id, {})[int(row)] = int(label)
+            self.by_request.setdefault(request_id, {})[int(row)] = float(label)
         self.records: Counter[str] = Counter()
         self.collected: dict[str, list[tuple[Any, ...]]] = {}
 

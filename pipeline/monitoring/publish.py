@@ -22,10 +22,10 @@ from pipeline.monitoring.analysis import MonitorResult, Verdict
 PROMETHEUS_METRICS: Final = {
     "mlmonitor_feature_psi": "PSI of one feature, live window against the training baseline",
     "mlmonitor_feature_drift_score": "largest per-feature PSI in the window",
-    "mlmonitor_prediction_drift_psi": "PSI of the predicted probabilities",
+    "mlmonitor_prediction_drift_psi": "PSI of the predictions (probabilities, or values for regression)",
     "mlmonitor_drifted_features": "number of features that drifted (PSI and test)",
     "mlmonitor_live_roc_auc": "ROC AUC on the window's labelled rows",
-    "mlmonitor_performance_drop": "reference ROC AUC minus live ROC AUC",
+    "mlmonitor_performance_drop": "reference ROC AUC minus live ROC AUC (regression: live error over the reference, minus 1)",
     "mlmonitor_window_rows": "captured rows in the window for the serving version",
     "mlmonitor_malformed_lines": "capture lines skipped as malformed",
     "mlmonitor_verdict": "1 for the run's verdict, 0 for the others",
@@ -51,7 +51,10 @@ def cloudwatch_datums(result: MonitorResult, *, stack: str, timestamp: datetime)
             (metric_names.DRIFTED_FEATURE_COUNT, float(len(result.drifted_features)), "Count"),
         ]
         performance = result.performance
-        if performance is not None and performance.status == "measured":
+        # Both metrics are ROC AUC figures, and the alarms on them compare AUC points: a
+        # regression model's relative error increase would trip them at the wrong level,
+        # so its performance stays in the report, MLflow and Prometheus.
+        if performance is not None and performance.status == "measured" and performance.metric == "roc_auc":
             values.append((metric_names.LIVE_ROC_AUC, performance.live_roc_auc, "None"))
             values.append((metric_names.PERFORMANCE_DROP, performance.drop, "None"))
     return [

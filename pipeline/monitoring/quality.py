@@ -3,8 +3,8 @@ non-numeric values, and categories the model never saw in training.
 
 These catch a broken upstream (a renamed field that now arrives as null, a unit change
 that puts ages in months) that drift statistics would report only indirectly. Ranges come
-from ``pipeline.schema.NUMERIC_RANGES``, null shares from the baseline itself, because
-three census columns are legitimately null about 6 % of the time.
+from the contract's ``min``/``max`` (either may be absent), null shares from the baseline
+itself, because some columns are legitimately null (three of Adult's, about 6 % of the time).
 """
 
 from __future__ import annotations
@@ -65,7 +65,10 @@ def data_quality(
                          rate - base_rate > thresholds.max_null_rate_increase, baseline_rate=base_rate)
         )
     for column in schema.NUMERIC_FEATURES:
-        low, high = schema.NUMERIC_RANGES[column]
+        # A contract may bound one side only (``min: 0``) or neither: the open side is infinite.
+        declared = schema.PROJECT.data.column(column)
+        low = -np.inf if declared.minimum is None else declared.minimum
+        high = np.inf if declared.maximum is None else declared.maximum
         values = live[column].to_numpy(dtype=np.float64)
         present = ~np.isnan(values)
         outside = present & ((values < low) | (values > high))

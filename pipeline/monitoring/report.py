@@ -175,7 +175,7 @@ def render_markdown(result: MonitorResult, plots: Sequence[Path]) -> str:
     perf = result.performance
     if perf is not None:
         lines += ["", "## Performance", "", f"- status: {perf.status}, {perf.labelled_rows} labelled row(s)"]
-        if perf.status == "measured":
+        if perf.status == "measured" and perf.metric == "roc_auc":
             lines.append(
                 f"- ROC AUC {_fmt(perf.live_roc_auc)} (reference {_fmt(perf.reference_roc_auc)}, {perf.reference_source}; "
                 f"drop {_fmt(perf.drop)}), accuracy {_fmt(perf.live_accuracy)}"
@@ -183,6 +183,18 @@ def render_markdown(result: MonitorResult, plots: Sequence[Path]) -> str:
             lines += ["", "| slice | labelled rows | live AUC | baseline AUC | drop | flagged |", "|---|---|---|---|---|---|"]
             lines += [
                 f"| {s.column}={s.value} | {s.labelled_rows} | {_fmt(s.live_roc_auc)} | {_fmt(s.baseline_roc_auc)} | {_fmt(s.drop)} | {'**yes**' if s.dropped else 'no'} |"
+                for s in perf.slices
+            ]
+        elif perf.status == "measured":
+            name = perf.metric.upper()
+            lines.append(
+                f"- {name} {_fmt(perf.live_value)} (reference {_fmt(perf.reference_value)}, {perf.reference_source}; "
+                f"relative increase {_fmt(perf.drop)}), RMSE {_fmt(perf.live_rmse)}, MAE {_fmt(perf.live_mae)}"
+            )
+            lines += ["", f"| slice | labelled rows | live {name} | baseline {name} | relative increase | flagged |",
+                      "|---|---|---|---|---|---|"]
+            lines += [
+                f"| {s.column}={s.value} | {s.labelled_rows} | {_fmt(s.live_value)} | {_fmt(s.baseline_value)} | {_fmt(s.drop)} | {'**yes**' if s.dropped else 'no'} |"
                 for s in perf.slices
             ]
     if plots:
@@ -194,14 +206,14 @@ def write_report(
     result: MonitorResult,
     baseline: pd.DataFrame,
     live: pd.DataFrame,
-    live_probabilities: np.ndarray,
+    live_scores: np.ndarray,
     folder: Path,
     history: Sequence[DriftWindow] = (),
 ) -> Path:
     """Write ``report.json``, ``report.md`` and the plots into ``folder``; returns it.
 
     Plots: the PSI bar chart, PSI over time when ``history`` holds earlier windows, the
-    predicted-probability distribution, and one per drifted feature (or, when none
+    distribution of the predictions (probabilities, or predicted values for regression), and one per drifted feature (or, when none
     drifted, the three with the largest PSI), at most 14.
     """
     folder.mkdir(parents=True, exist_ok=True)
@@ -212,7 +224,7 @@ def write_report(
         if history:
             plots.append(plot_psi_history(history, result, result.thresholds.psi_drift, folder / "psi_history.png"))
         if result.prediction is not None:
-            plots.append(plot_distribution(result.prediction, baseline["prediction"], pd.Series(live_probabilities),
+            plots.append(plot_distribution(result.prediction, baseline["prediction"], pd.Series(live_scores),
                                            folder / f"dist-{PREDICTION}.png", result.thresholds.min_category_share))
         chosen = [f for f in result.features if f.drifted] or sorted(
             (f for f in result.features if f.psi is not None), key=lambda f: f.psi or 0.0, reverse=True

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from pipeline.exit_codes import ExitCode
-from pipeline.monitoring.analysis import MonitorResult, analyse
+from pipeline.monitoring.analysis import MonitorResult, analyse, live_scores
 from pipeline.monitoring.baseline import load_serving_baseline
 from pipeline.monitoring.capture import WindowLimits, prune_capture, read_capture
 from pipeline.monitoring.labels import LabelIndex, read_labels
@@ -99,7 +99,7 @@ def run_monitor(options: MonitorOptions) -> MonitorOutcome:
     now = datetime.now(UTC)
     # The earlier windows live in MLflow; with --no-mlflow there is no history to draw.
     history = drift_history(options.tracking_uri, options.model_name) if options.log_to_mlflow else []
-    folder = write_report(result, baseline.frame, window.features, window.probabilities,
+    folder = write_report(result, baseline.frame, window.features, live_scores(window),
                           report_folder(options.reports_dir, result), history=history)
     prometheus = write_prometheus(result, options.prometheus_file or options.reports_dir / PROMETHEUS_FILENAME, timestamp=now)
     outcome = MonitorOutcome(result=result, report_dir=folder, prometheus_file=prometheus)

@@ -33,7 +33,7 @@ class Thresholds:
     max_null_rate_increase: float = 0.05
     """A feature's live null share may exceed its baseline share by at most this."""
     max_out_of_range_rate: float = 0.01
-    """Share of live values outside ``pipeline.schema.NUMERIC_RANGES`` (or not numbers)."""
+    """Share of live values outside the contract's declared ``min``/``max`` (or not numbers)."""
     max_unseen_category_rate: float = 0.01
     """Share of live values of a categorical feature never seen in the baseline."""
     min_labelled_rows: int = 200
@@ -44,6 +44,13 @@ class Thresholds:
     """A slice (``pipeline.schema.SLICE_COLUMNS`` value) needs this many labelled rows."""
     max_slice_auc_drop: float = 0.10
     """A slice's baseline ROC AUC minus its live ROC AUC above this is a drop too."""
+    max_error_increase: float = 0.10
+    """Regression: live error (the gate's metric, RMSE or MAE) above the reference error
+    by more than this share (0.10: 10 % worse) is a ``performance_drop``. Relative,
+    because errors are in the label's own units, which differ per dataset."""
+    max_slice_error_increase: float = 0.25
+    """Regression: the same per slice, against the baseline rows' slice error (wider:
+    training rows flatter the model)."""
 
     def __post_init__(self) -> None:
         problems = []

@@ -105,6 +105,8 @@ def log_monitor_run(result: MonitorResult, report_dir: Path, tracking_uri: str) 
     if result.performance is not None:
         metrics["labelled_rows"] = float(result.performance.labelled_rows)
         metrics["live_roc_auc"] = result.performance.live_roc_auc
+        metrics["live_rmse"] = result.performance.live_rmse
+        metrics["live_mae"] = result.performance.live_mae
         metrics["performance_drop"] = result.performance.drop
     for item in result.features:
         metrics[_metric_key(f"{_PSI_PREFIX}{item.feature}")] = item.psi

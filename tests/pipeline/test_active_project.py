@@ -165,13 +165,16 @@ def test_a_team_trainer_trains_gates_and_registers_a_text_labelled_binary_model(
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    registry = f"sqlite:///{store / 'mlflow.db'}"
+    client = MlflowClient(registry)
     version = client.get_model_version_by_alias("churn", "champion")
     run = client.get_run(version.run_id)
     assert run.data.params["train.trainer"] == "training.sklearn_trainers:hist_gradient_boosting"
     assert run.data.params["train.max_iter"] == "50"
     import mlflow.models
 
+    mlflow.set_tracking_uri(registry)  # reset after the test (tests/conftest.py)
+    mlflow.set_registry_uri(registry)
     signature = mlflow.models.get_model_info(f"models:/churn/{version.version}").signature
     assert [(c.name, str(c.type)) for c in signature.inputs.inputs] == [
         ("hours", "DataType.long"), ("plan", "DataType.string"), ("spend", "DataType.double")]

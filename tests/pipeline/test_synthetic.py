@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -104,6 +105,10 @@ def test_drift_moves_distributions() -> None:
     assert drifted["age"].mean() > base["age"].mean() + 5
     assert drifted["hours_per_week"].mean() > base["hours_per_week"].mean() + 3
     assert drifted["race"].value_counts(normalize=True)["White"] < base["race"].value_counts(normalize=True)["White"] - 0.05
+    # capital amounts: the zero mass stays (up to the category tilt), the tail stretches x2
+    gains, base_gains = drifted["capital_gain"], base["capital_gain"]
+    assert abs((gains == 0).mean() - (base_gains == 0).mean()) < 0.03
+    assert gains[gains > 0].median() > 1.8 * base_gains[base_gains > 0].median()
     assert validate_frame(drifted, ValidationThresholds(), source="drifted").passed
     # the region where occupations trade meaning: executives with little schooling vanish
     # from the educated, and house servants appear among them
@@ -127,3 +132,121 @@ def test_synth_command_writes_csv_and_parquet(tmp_path: Path, capsys: pytest.Cap
     assert main(["synth", "--rows", "10", "--out", str(tmp_path / "d.txt")]) == 2
     assert main(["synth", "--rows", "10", "--drift", "2", "--out", str(tmp_path / "e.csv")]) == 2
     assert "drift must be in [0, 1]" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------
+# Any contract: the generator reads the active project and a reference sample, nothing else
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def diabetes(use_project, tmp_path: Path) -> pd.DataFrame:
+    """The regression project (scikit-learn's diabetes data) active; returns its rows."""
+    from tests.pipeline.monitoring.regression import diabetes_frame, write_project
+
+    frame = diabetes_frame()
+    use_project(write_project(tmp_path, frame))
+    return frame
+
+
+def _contract_problems(frame: pd.DataFrame) -> list[str]:
+    """Where ``frame`` breaks the active contract: columns, types, ranges, values, nulls."""
+    from pipeline.project import check_data
+
+    problems = list(check_data(schema.PROJECT, frame))
+    if tuple(frame.columns) != schema.COLUMNS:
+        problems.append(f"columns {tuple(frame.columns)}")
+    for column in schema.PROJECT.data.columns:
+        values = frame[column.name]
+        if not column.nullable and values.isna().any():
+            problems.append(f"{column.name}: nulls")
+        if column.type == "integer" and str(values.dtype) != "int64":
+            problems.append(f"{column.name}: {values.dtype}, not int64")
+        if column.type == "number" and not pd.api.types.is_float_dtype(values):
+            problems.append(f"{column.name}: {values.dtype}, not float")
+        if column.type == "category" and not set(values.dropna()) <= set(column.values or ()):
+            problems.append(f"{column.name}: undeclared {set(values.dropna()) - set(column.values or ())}")
+        if column.minimum is not None and (values < column.minimum).any():
+            problems.append(f"{column.name}: below {column.minimum}")
+        if column.maximum is not None and (values > column.maximum).any():
+            problems.append(f"{column.name}: above {column.maximum}")
+    return problems
+
+
+@pytest.mark.parametrize("drift", [0.0, 1.0])
+def test_a_regression_project_gets_rows_of_its_own_contract(diabetes: pd.DataFrame, drift: float) -> None:
+    """Integer columns stay whole, numbers stay float and within their declared range (at
+    drift 1 too, where they shift up), categories are the declared ones; reproducible."""
+    rows = generate_synthetic(3000, seed=1, drift=drift, reference=diabetes)
+    assert len(rows) == 3000
+    assert _contract_problems(rows) == []
+    pd.testing.assert_frame_equal(rows, generate_synthetic(3000, seed=1, drift=drift, reference=diabetes))
+    assert rows.drop(columns=schema.LABEL).duplicated().mean() < 0.1  # jittered, not copies of 442 rows
+    assert set(rows["sex"]) == {"one", "two"}
+
+
+def test_a_regression_contract_drifts_only_when_asked(diabetes: pd.DataFrame) -> None:
+    """The monitor's own statistics: nothing drifts at drift 0, features do at drift 1;
+    a model fitted on the reference errs as much at drift 0 and clearly more at drift 1
+    (the label relation changed), while the labels themselves are the reference's."""
+    from pipeline.monitoring.drift import feature_drift
+    from pipeline.monitoring.thresholds import Thresholds
+    from tests.pipeline.monitoring.regression import fit_regressor, rmse
+
+    model = fit_regressor(diabetes)
+    calm = generate_synthetic(3000, seed=2, reference=diabetes)
+    moved = generate_synthetic(3000, seed=3, drift=1.0, reference=diabetes)
+    assert not [r.feature for r in feature_drift(_as_monitor_frame(diabetes), _as_monitor_frame(calm), Thresholds()) if r.drifted]
+    drifted = {r.feature for r in feature_drift(_as_monitor_frame(diabetes), _as_monitor_frame(moved), Thresholds()) if r.drifted}
+    assert {"age", "bmi", "bp"} <= drifted
+    error = {name: rmse(frame[schema.LABEL], model.predict(frame.loc[:, list(schema.FEATURES)]))
+             for name, frame in (("reference", diabetes), ("calm", calm), ("moved", moved))}
+    assert abs(error["calm"] / error["reference"] - 1) < 0.05, error
+    assert error["moved"] > 1.3 * error["reference"], error
+    assert set(moved[schema.LABEL]) <= set(diabetes[schema.LABEL])
+
+
+def test_a_new_project_needs_its_own_reference(diabetes: pd.DataFrame, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped dataset fits only the shipped project: without ``reference`` (``--data``)
+    the generator refuses, saying what to pass; with ``--data FILE`` the CLI writes rows."""
+    with pytest.raises(ValueError, match=r"pass reference=FRAME \(python -m pipeline synth --data FILE\)"):
+        generate_synthetic(10)
+    assert main(["synth", "--rows", "10", "--out", str(tmp_path / "none.csv")]) == 2
+    assert "--data FILE" in capsys.readouterr().err
+    source = tmp_path / "diabetes.csv"
+    diabetes.to_csv(source, index=False)
+    assert main(["synth", "--rows", "400", "--drift", "0.5", "--data", str(source), "--out", str(tmp_path / "d.csv")]) == 0
+    written = pd.read_csv(tmp_path / "d.csv")
+    assert len(written) == 400 and tuple(written.columns) == schema.COLUMNS
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda f: f.drop(columns=["bmi"]), "lacks the contract's column(s) bmi"),
+        (lambda f: f.assign(sex=f["sex"].where(f.index > 5, "three")), "'sex' holds values the contract does not declare: three"),
+        (lambda f: f.assign(bp=f["bp"].where(f.index > 5, None)), "non-nullable column(s) hold nulls: bp"),
+        (lambda f: f.assign(bmi=f["bmi"].astype(str)), "'bmi' is declared numeric"),
+        (lambda f: f.iloc[:0], "has no rows"),
+    ],
+)
+def test_a_reference_that_breaks_the_contract_is_refused(diabetes: pd.DataFrame, change, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        generate_synthetic(10, reference=change(diabetes))
+
+
+def test_the_shipped_projects_drift_is_derived_not_written_in() -> None:
+    """On Adult the generic rules find what a person would pick: jitter the continuous
+    columns, change the label relation among the better educated by swapping marital
+    status and occupation, and leave sex and its proxy ``relationship`` alone."""
+    from pipeline.synthetic import default_reference_profile
+
+    study = default_reference_profile()
+    assert study.jittered == ("age", "fnlwgt", "hours_per_week")
+    assert study.tails == {"capital_gain": 0.0, "capital_loss": 0.0}
+    assert study.region == "education_num"
+    assert set(study.swapped) == {"marital_status", "occupation"}
+    assert study.mirrors["occupation"]["Exec-managerial"] == "Priv-house-serv"
+    assert study.mirrors["marital_status"]["Married-civ-spouse"] == "Never-married"
+    assert "sex" not in study.tilted and "relationship" not in study.tilted

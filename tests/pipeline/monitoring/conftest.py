@@ -37,21 +37,32 @@ def _json_value(value: Any) -> Any:
 def write_capture(
     folder: Path,
     frame: pd.DataFrame,
-    probabilities: np.ndarray,
+    probabilities: np.ndarray | None,
     *,
     version: str,
+    predictions: np.ndarray | None = None,
     model_name: str = MODEL_NAME,
     request_size: int = 25,
     prefix: str = "req",
     name: str = "capture-0001.jsonl",
 ) -> list[str]:
-    """Write ``frame`` as capture lines of ``request_size`` rows; returns the request ids."""
+    """Write ``frame`` as capture lines of ``request_size`` rows; returns the request ids.
+
+    A classifier's lines carry ``probabilities`` and the 0/1 predictions at 0.5; a
+    regression model's (``probabilities=None``) its predicted values and null
+    probabilities, as the server writes them."""
     folder.mkdir(parents=True, exist_ok=True)
     ids: list[str] = []
     with (folder / name).open("a") as handle:
         for start in range(0, len(frame), request_size):
             chunk = frame.iloc[start : start + request_size]
-            probs = [float(p) for p in probabilities[start : start + request_size]]
+            if probabilities is None:
+                assert predictions is not None, "a regression capture needs its predicted values"
+                probs = None
+                predicted: list[float] = [float(v) for v in predictions[start : start + request_size]]
+            else:
+                probs = [float(p) for p in probabilities[start : start + request_size]]
+                predicted = [int(p >= 0.5) for p in probs]
             request_id = f"{prefix}-{start // request_size:05d}"
             ids.append(request_id)
             record = {
@@ -61,7 +72,7 @@ def write_capture(
                 "model_version": version,
                 "columns": list(schema.FEATURES),
                 "rows": [[_json_value(v) for v in row] for row in chunk.loc[:, list(schema.FEATURES)].itertuples(index=False)],
-                "predictions": [int(p >= 0.5) for p in probs],
+                "predictions": predicted,
                 "probabilities": probs,
             }
             handle.write(json.dumps(record) + "\n")
@@ -69,10 +80,12 @@ def write_capture(
 
 
 def write_labels(path: Path, request_ids: list[str], labels: np.ndarray, request_size: int = 25) -> Path:
-    """Labels CSV ``request_id,row,label`` for rows written by ``write_capture``."""
+    """Labels CSV ``request_id,row,label`` for rows written by ``write_capture`` (whole
+    numbers as integers, other numbers as written, text as is)."""
     lines = ["request_id,row,label"]
     for position, label in enumerate(labels):
-        lines.append(f"{request_ids[position // request_size]},{position % request_size},{int(label)}")
+        text = str(label) if isinstance(label, str) else (str(int(label)) if float(label).is_integer() else repr(float(label)))
+        lines.append(f"{request_ids[position // request_size]},{position % request_size},{text}")
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from pipeline.monitoring.baseline import _holdout_auc, load_serving_baseline
+from pipeline.monitoring.baseline import _holdout_metrics, load_serving_baseline
 from tests.pipeline.monitoring.conftest import MODEL_NAME
 
 
@@ -26,7 +26,7 @@ def test_a_run_without_the_metric_or_no_run_gives_no_reference(tmp_path: Path) -
     bare = client.create_run(experiment).info.run_id
     odd = client.create_run(experiment).info.run_id
     client.log_metric(odd, "holdout_roc_auc", 1.5)
-    assert _holdout_auc(client, bare) is None
-    assert _holdout_auc(client, odd) is None, "an AUC outside [0, 1] is not a reference"
-    assert _holdout_auc(client, None) is None
-    assert _holdout_auc(client, "0" * 32) is None
+    assert _holdout_metrics(client, bare) == {}
+    assert _holdout_metrics(client, odd) == {}, "an AUC outside [0, 1] is not a reference"
+    assert _holdout_metrics(client, None) == {}
+    assert _holdout_metrics(client, "0" * 32) == {}
