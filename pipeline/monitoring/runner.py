@@ -138,10 +138,12 @@ def retrain_argv(data: Path, tracking_uri: str, model_name: str) -> list[str]:
 
 def run_retrain(data: Path, tracking_uri: str, model_name: str) -> RetrainResult:
     """Run the commit pipeline on ``data`` as a subprocess and report the gate's outcome.
-    Its output streams through to ours."""
+    Its output streams through to our stderr: the monitor's stdout is its own result (the
+    ``--json`` document), which the retrain's summary must not interleave with."""
     command = retrain_argv(data, tracking_uri, model_name)
     environment = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-    code = subprocess.run(command, env=environment, check=False).returncode
+    sys.stdout.flush()
+    code = subprocess.run(command, env=environment, check=False, stdout=sys.stderr).returncode
     try:
         meaning = RETRAIN_OUTCOMES.get(ExitCode(code), f"the retrain failed ({ExitCode(code).name.lower()})")
     except ValueError:
