@@ -140,12 +140,12 @@ def test_synth_command_writes_csv_and_parquet(tmp_path: Path, capsys: pytest.Cap
 
 
 @pytest.fixture
-def diabetes(use_project, tmp_path: Path) -> pd.DataFrame:
+def diabetes(use_project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pd.DataFrame:
     """The regression project (scikit-learn's diabetes data) active; returns its rows."""
-    from tests.pipeline.monitoring.regression import diabetes_frame, write_project
+    from tests.pipeline.monitoring.regression import activate, diabetes_frame, write_project
 
     frame = diabetes_frame()
-    use_project(write_project(tmp_path, frame))
+    activate(use_project, monkeypatch, write_project(tmp_path, frame))
     return frame
 
 

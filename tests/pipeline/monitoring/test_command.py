@@ -105,6 +105,8 @@ def test_bad_arguments_are_usage_errors(registry, captures, tmp_path, capsys) ->
     assert "needs --stack" in capsys.readouterr().err
     assert monitor(registry, tmp_path, "--min-rows", "0") == ExitCode.USAGE
     assert "min_rows=0" in capsys.readouterr().err
+    assert monitor(registry, tmp_path, "--max-error-increase", "-0.1") == ExitCode.USAGE
+    assert "max_error_increase=-0.1 is negative" in capsys.readouterr().err
     assert monitor(registry, tmp_path, "--retrain", "--retrain-data", str(tmp_path / "none.csv")) == ExitCode.INVALID_DATA
 
 

@@ -5,6 +5,7 @@ baseline follow its own contract, and a binary project whose label is text."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +21,18 @@ from pipeline.monitoring.labels import LabelJoin, join_labels, label_targets, re
 from pipeline.monitoring.thresholds import Thresholds
 from pipeline.synthetic import generate_synthetic
 from tests.pipeline.monitoring.conftest import write_capture, write_labels
-from tests.pipeline.monitoring.regression import LABEL, MODEL_NAME, diabetes_frame, fit_regressor, rmse, write_project
+from tests.pipeline.monitoring.regression import (
+    LABEL, MODEL_NAME, activate, diabetes_frame, fit_regressor, rmse, write_project,
+)
 
 THRESHOLDS = Thresholds()
 
 
 @pytest.fixture
-def diabetes(use_project, tmp_path: Path) -> pd.DataFrame:
+def diabetes(use_project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pd.DataFrame:
     """The regression project active (gate metric RMSE, slice and sensitive attribute ``sex``)."""
     frame = diabetes_frame()
-    use_project(write_project(tmp_path, frame))
+    activate(use_project, monkeypatch, write_project(tmp_path, frame))
     return frame
 
 
@@ -78,13 +81,14 @@ def test_same_distribution_is_ok_and_reports_the_error(diabetes: pd.DataFrame, t
 
 
 @pytest.mark.parametrize("metric", ["rmse", "mae"])
-def test_errors_that_grow_are_a_performance_drop_named_by_slice(metric: str, use_project, tmp_path: Path) -> None:
+def test_errors_that_grow_are_a_performance_drop_named_by_slice(metric: str, use_project, monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
     """Labels far from the predictions for one sex: the gate's error metric rises past the
     relative limit overall and in that slice, against the version's holdout metric."""
     from pipeline.project import Gate, RegressionThresholds
 
     frame = diabetes_frame()
-    use_project(write_project(tmp_path, frame, gate=Gate(metric, RegressionThresholds())))
+    activate(use_project, monkeypatch, write_project(tmp_path, frame, gate=Gate(metric, RegressionThresholds())))
     model = fit_regressor(frame)
     live = generate_synthetic(1200, seed=5, reference=frame)
     window, ids = window_of(tmp_path, live, model)
@@ -115,7 +119,7 @@ def test_large_drift_is_drift_and_moves_the_predictions(diabetes: pd.DataFrame, 
     assert result.prediction.drifted, "the predicted values moved with the inputs"
 
 
-def test_a_contract_of_numbers_only_with_open_bounds(use_project, tmp_path: Path) -> None:
+def test_a_contract_of_numbers_only_with_open_bounds(use_project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No categorical feature and ``bmi`` bounded below only: drift and the range check
     still work (the open side is infinite), and a negative bmi is out of range."""
     frame = diabetes_frame().drop(columns="sex")
@@ -124,7 +128,7 @@ def test_a_contract_of_numbers_only_with_open_bounds(use_project, tmp_path: Path
     bmi = next(c for c in document["data"]["columns"] if c["name"] == "bmi")
     del bmi["max"]
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-    use_project(path)
+    activate(use_project, monkeypatch, path)
     assert schema.CATEGORICAL_FEATURES == () and "bmi" not in schema.NUMERIC_RANGES
     model = fit_regressor(frame)
     live = generate_synthetic(600, seed=7, reference=frame)
@@ -149,7 +153,7 @@ def test_regression_labels_are_numbers(diabetes: pd.DataFrame, tmp_path: Path) -
     assert sorted(joined.labels.tolist()) == [75.0, 151.5] and joined.malformed == 2
 
 
-def test_a_text_label_is_read_by_its_positive_class(use_project, tmp_path: Path) -> None:
+def test_a_text_label_is_read_by_its_positive_class(use_project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A binary contract whose label is ``yes``/``no``: labels and the baseline's label
     become 1/0 by the positive class, and a value the label does not have is malformed."""
     from pipeline.project import profile, render
@@ -158,7 +162,7 @@ def test_a_text_label_is_read_by_its_positive_class(use_project, tmp_path: Path)
     frame["high"] = np.where(frame.pop(LABEL) > 140, "yes", "no")
     project = dataclasses.replace(profile(frame, "high", "binary", model_name="diabetes-high"), slices=("sex",))
     (tmp_path / "project.yaml").write_text(render(project))
-    use_project(tmp_path / "project.yaml")
+    activate(use_project, monkeypatch, tmp_path / "project.yaml")
     assert schema.POSITIVE_CLASS == "yes"
     assert label_targets(pd.Series(["yes", "no", "maybe", "1"])).tolist()[:2] == [1.0, 0.0]
     assert label_targets(pd.Series(["maybe", "1"])).isna().all()
@@ -192,6 +196,8 @@ def test_the_monitor_runs_end_to_end_on_a_regression_model(diabetes: pd.DataFram
     from mlflow import MlflowClient
 
     from pipeline import metric_names
+    from pipeline.cli import main
+    from pipeline.exit_codes import ExitCode
     from pipeline.monitoring.publish import cloudwatch_datums
     from pipeline.monitoring.runner import MonitorOptions, run_monitor
 
@@ -233,3 +239,14 @@ def test_the_monitor_runs_end_to_end_on_a_regression_model(diabetes: pd.DataFram
     published = {d["MetricName"] for d in cloudwatch_datums(result, stack="dev", timestamp=pd.Timestamp.now(tz="UTC"))}
     assert metric_names.DRIFTED_FEATURE_COUNT in published
     assert not published & {metric_names.LIVE_ROC_AUC, metric_names.PERFORMANCE_DROP}
+
+    # The command: the model name is the project's, --max-error-increase reaches the verdict.
+    reports = tmp_path / "cli-reports"
+    code = main(["monitor", "--capture", str(capture), "--labels", str(labels), "--tracking-uri", uri,
+                 "--reports-dir", str(reports), "--no-mlflow", "--max-error-increase", "5"])
+    assert code == ExitCode.DRIFT_DETECTED
+    (written,) = reports.glob("monitor/*/report.json")
+    body = json.loads(written.read_text())
+    assert body["model_name"] == MODEL_NAME and body["thresholds"]["max_error_increase"] == 5
+    # The overall error is within 500 % now; a slice's own limit (25 %) is another matter.
+    assert not body["performance"]["dropped"] and not any(r.startswith("RMSE ") for r in body["reasons"])
