@@ -250,3 +250,22 @@ def test_the_monitor_runs_end_to_end_on_a_regression_model(diabetes: pd.DataFram
     assert body["model_name"] == MODEL_NAME and body["thresholds"]["max_error_increase"] == 5
     # The overall error is within 500 % now; a slice's own limit (25 %) is another matter.
     assert not body["performance"]["dropped"] and not any(r.startswith("RMSE ") for r in body["reasons"])
+
+
+def test_a_binary_label_without_a_declared_negative_class_takes_any_other_number(
+        use_project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``positive_class: 1`` on an integer label with no range: 1 is positive, any other
+    number negative; text is still malformed."""
+    frame = diabetes_frame()
+    frame["high"] = (frame.pop(LABEL) > 140).astype("int64")
+    path = write_project(tmp_path, frame.rename(columns={"high": LABEL}), slices=())
+    document = yaml.safe_load(path.read_text())
+    document["task"], document["data"]["positive_class"] = "binary", 1
+    document["gate"] = {"metric": "roc_auc"}
+    label = next(c for c in document["data"]["columns"] if c["name"] == LABEL)
+    label["type"] = "integer"
+    label.pop("min", None), label.pop("max", None)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    activate(use_project, monkeypatch, path)
+    targets = label_targets(pd.Series(["1", "0", "1.0", "7", "yes", ""]))
+    assert targets.tolist()[:4] == [1.0, 0.0, 1.0, 0.0] and targets.iloc[4:].isna().all()
