@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+
+from pipeline import schema
 import yaml
 
 from infra import eks_versions
@@ -390,6 +392,11 @@ def parse_settings(
 
     if not _DNS_LABEL.match(v["modelName"]):
         err("modelName", f"{v['modelName']!r} must be a lowercase DNS label")
+    elif v["modelName"] != schema.MODEL_NAME:
+        # The image's project file names the model the pipeline registers; a stack that
+        # served or monitored another name would wait for a champion that never comes.
+        err("modelName", f"{v['modelName']!r} is not model_name of the project configuration "
+            f"({schema.PROJECT_PATH.name}: {schema.MODEL_NAME!r}); set one to the other")
     try:
         family = gpu_family(v["trainingInstanceType"])
         if not v["trainingInstanceType"].startswith("ml.") or family not in GPU_FAMILIES:

@@ -5,7 +5,8 @@ writes this card into the same ``create_model_version`` call as the lineage tags
 version never exists without it. It says, in a page: what data the model learned from
 (source, digest, rows), how it scores on the frozen holdout (overall, per slice, fairness),
 what the gate decided and why, and where it came from (commit, run, the champion it was
-judged against). The numbers come from the gate report the run logs as ``gate/``; the
+judged against). A regression model's card speaks of its error metric (RMSE or MAE), its
+error per slice and its sensitive groups' errors instead of ROC AUC and fairness gaps. The numbers come from the gate report the run logs as ``gate/``; the
 card points there and to ``plots/`` for the rest.
 """
 
@@ -28,13 +29,24 @@ def _num(value: Any, *, signed: bool = False) -> str:
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
+def _regression_metric(candidate: Candidate) -> str | None:
+    """The error metric of a regression gate report, None for a binary one."""
+    from pipeline.steps.gate import task_of
+
+    gate = candidate.gate
+    return str(gate["challenger"]["gate_metric"]) if task_of(gate) == "regression" else None
+
+
 def _decision(candidate: Candidate, max_reasons: int | None = None) -> list[str]:
     gate = candidate.gate
     passed = bool(gate.get("passed"))
+    metric = _regression_metric(candidate)
+    first = ("the no-skill floor and the group-error bound apply" if metric
+             else "the floor and the fairness bounds apply")
     against = (
         f"against champion v{candidate.champion_version}"
         if candidate.champion_version
-        else "with no champion to compare against (first model: the floor and the fairness bounds apply)"
+        else f"with no champion to compare against (first model: {first})"
     )
     if passed:
         if candidate.release_alias == "champion":
@@ -54,7 +66,17 @@ def _decision(candidate: Candidate, max_reasons: int | None = None) -> list[str]
         if len(shown) < len(reasons):
             lines.append(f"- ... and {len(reasons) - len(shown)} more in the run's `gate/gate_report.md`")
     bootstrap = gate.get("bootstrap")
-    if bootstrap:
+    if bootstrap and metric:
+        name = metric.upper()
+        lines += [
+            "",
+            f"Paired bootstrap of the {name} difference (challenger - champion), {bootstrap['samples']} resamples: "
+            f"mean {_num(bootstrap['mean_difference'], signed=True)}, {bootstrap['confidence']:.0%} interval "
+            f"[{_num(bootstrap['ci_low'], signed=True)}, {_num(bootstrap['ci_high'], signed=True)}] against a "
+            f"bound of {_num(bootstrap['bound'], signed=True)} ({bootstrap['tolerance']} x the champion's {name} "
+            f"{_num(bootstrap['champion_error'])}).",
+        ]
+    elif bootstrap:
         lines += [
             "",
             f"Paired bootstrap of the ROC AUC difference (challenger - champion), {bootstrap['samples']} resamples: "
@@ -91,6 +113,15 @@ def _slices(candidate: Candidate) -> list[str]:
     slices = candidate.gate.get("slices") or []
     if not slices:
         return []
+    metric = _regression_metric(candidate)
+    if metric:
+        lines = [f"## Slices ({metric.upper()} on the holdout; lower is better)", "",
+                 "| slice | rows | this version | champion | change |", "|---|---|---|---|---|"]
+        return lines + [
+            f"| {s['column']}={s['value']} | {s['rows']} | {_num(s.get(f'challenger_{metric}'))} | "
+            f"{_num(s.get(f'champion_{metric}'))} | {_num(s.get('change'), signed=True)} |"
+            for s in slices
+        ]
     lines = ["## Slices (ROC AUC on the holdout)", "", "| slice | rows | this version | champion | change |",
              "|---|---|---|---|---|"]
     lines += [
@@ -103,8 +134,21 @@ def _slices(candidate: Candidate) -> list[str]:
 
 def _fairness(candidate: Candidate) -> list[str]:
     fairness = candidate.gate.get("fairness") or {}
-    if not fairness:
+    if not fairness or fairness.get("attribute") is None:
         return []
+    metric = _regression_metric(candidate)
+    if metric:
+        bound = (candidate.gate.get("thresholds") or {}).get("max_group_error_ratio")
+        groups = fairness.get("groups") or {}
+        sizes = ", ".join(f"{name}: {_num(g.get(metric))} over {g.get('rows', '?')} rows" for name, g in groups.items())
+        return [
+            f"## Group errors across `{fairness['attribute']}`",
+            "",
+            f"{metric.upper()} per group: {sizes or '-'}. Worst group over best group "
+            f"({fairness.get('worst_group')} / {fairness.get('best_group')}): {_num(fairness.get('error_ratio'))}"
+            + (f", bound {bound}." if bound is not None else "; no bound is set (max_group_error_ratio).")
+            + "".join(f" {note}." for note in fairness.get("notes", [])),
+        ]
     bounds = candidate.gate.get("thresholds") or {}
     eo, dp = fairness.get("equal_opportunity_difference"), fairness.get("demographic_parity_difference")
     groups = fairness.get("groups") or {}

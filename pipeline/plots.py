@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
     from matplotlib.figure import Figure
 
 GATE_PLOT_FILES: Final = (
@@ -24,7 +25,14 @@ GATE_PLOT_FILES: Final = (
     "slice_metrics.png",
     "bootstrap_auc_difference.png",
 )
-"""Every picture the gate step can draw; the last two need slices and a champion."""
+"""Every picture the gate step can draw for a binary model; the last two need slices and a champion."""
+REGRESSION_GATE_PLOT_FILES: Final = (
+    "predicted_vs_actual.png",
+    "residuals_by_slice.png",
+    "bootstrap_error_difference.png",
+)
+"""Every picture the gate step can draw for a regression model; the second needs slice
+columns (and the holdout's rows), the last a champion."""
 DPI: Final = 100
 
 
@@ -185,21 +193,151 @@ def bootstrap_png(bootstrap: dict[str, Any], differences: np.ndarray, path: Path
     return _save(figure, path)
 
 
+MAX_SCATTER_POINTS: Final = 5000
+"""Rows drawn in the predicted-against-actual scatter (a fixed random subset beyond it):
+more points only darken the cloud and slow the PNG."""
+
+
+def predicted_vs_actual_png(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray | None, path: Path) -> Path:
+    """Each holdout row's prediction against its label for both models, on the identity
+    line a perfect model would sit on, with each model's RMSE."""
+    import numpy as np
+
+    y = np.asarray(y, dtype=float)
+    rows = np.arange(len(y))
+    if len(rows) > MAX_SCATTER_POINTS:
+        rows = np.sort(np.random.default_rng(0).choice(rows, MAX_SCATTER_POINTS, replace=False))
+    figure = _figure(5.5, 5.5)
+    ax = figure.add_subplot()
+    for (name, predicted), color in zip(_models(challenger, champion), ("tab:blue", "tab:orange"), strict=False):
+        predicted = np.asarray(predicted, dtype=float)
+        rmse = float(np.sqrt(np.mean((predicted - y) ** 2)))
+        ax.scatter(y[rows], predicted[rows], s=6, alpha=0.35, color=color, label=f"{name} (RMSE {rmse:.3g})")
+    low, high = float(np.min(y)), float(np.max(y))
+    ax.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=1, label="perfect")
+    ax.set(xlabel="actual", ylabel="predicted", title="Predicted against actual (holdout)")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(figure, path)
+
+
+def residuals_by_slice_png(
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    challenger: np.ndarray,
+    champion: np.ndarray | None,
+    columns: tuple[str, ...],
+    path: Path,
+    refused: frozenset[str] = frozenset(),
+) -> Path:
+    """Box plots of the residuals (prediction - actual) per value of every slice column,
+    challenger beside champion: a slice whose box widens or shifts off zero is where a
+    model got worse, even when the overall error improved. Slices named in ``refused``
+    (``column=value``, the gate's slice refusals) have red labels."""
+    import numpy as np
+
+    y = np.asarray(y, dtype=float)
+    groups: list[tuple[str, np.ndarray]] = []
+    for column in columns:
+        values = frame[column].astype("string").fillna("<missing>").to_numpy()
+        groups += [(f"{column}={value} (n={int((values == value).sum())})", values == value)
+                   for value in sorted(set(values))]
+    models = _models(challenger, champion)
+    figure = _figure(8, 0.45 * len(groups) * len(models) + 1.8)
+    ax = figure.add_subplot()
+    step = 1.0 / (len(models) + 1)
+    for index, ((name, predicted), color) in enumerate(zip(models, ("tab:blue", "tab:orange"), strict=False)):
+        residuals = np.asarray(predicted, dtype=float) - y
+        positions = np.arange(len(groups)) + (index - (len(models) - 1) / 2) * step
+        boxes = ax.boxplot([residuals[mask] for _, mask in groups], positions=positions, widths=step * 0.8,
+                           orientation="horizontal", patch_artist=True, showfliers=False)
+        for box in boxes["boxes"]:
+            box.set(facecolor=color, alpha=0.6)
+        ax.plot([], [], color=color, linewidth=6, alpha=0.6, label=name)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(np.arange(len(groups)), [label for label, _ in groups])
+    for tick, (label, _) in zip(ax.get_yticklabels(), groups, strict=True):
+        if label.rsplit(" (n=", 1)[0] in refused:
+            tick.set_color("tab:red")
+    ax.invert_yaxis()
+    ax.set(xlabel="residual (predicted - actual), holdout; whiskers 1.5 IQR", title="Residuals per slice")
+    figure.legend(loc="outside upper right", ncols=2, frameon=False)
+    return _save(figure, path)
+
+
+def bootstrap_error_png(bootstrap: dict[str, Any], differences: np.ndarray, path: Path) -> Path:
+    """The paired bootstrap's distribution of error(challenger) - error(champion) (RMSE or
+    MAE), its confidence interval, and the bound its upper end must not cross
+    (``error_tolerance`` x the champion's error)."""
+    import numpy as np
+
+    bound = float(bootstrap["bound"])
+    low, high = float(bootstrap["ci_low"]), float(bootstrap["ci_high"])
+    name = str(bootstrap["metric"]).upper()
+    within = high <= bound
+    figure = _figure(7, 4.8)
+    ax = figure.add_subplot()
+    ax.hist(np.asarray(differences, dtype=float), bins=40, color="tab:blue", alpha=0.7,
+            label=f"{len(differences)} paired resamples")
+    ax.axvspan(low, high, color="tab:green" if within else "tab:red", alpha=0.15,
+               label=f"{bootstrap['confidence']:.0%} interval [{low:+.4g}, {high:+.4g}]")
+    ax.axvline(bound, color="tab:red", linestyle="--",
+               label=f"bound +{bound:.4g} ({bootstrap['tolerance']} x champion {name})")
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.axvline(float(bootstrap["observed_difference"]), color="tab:blue", linestyle=":",
+               label=f"observed {bootstrap['observed_difference']:+.4g}")
+    verdict = "within the bound" if within else "above the bound: refused"
+    ax.set(xlabel=f"{name} difference (challenger - champion); lower is better", ylabel="resamples",
+           title=f"Paired bootstrap: {verdict}")
+    figure.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    return _save(figure, path)
+
+
+def _regression_plots(
+    y: np.ndarray,
+    challenger: np.ndarray,
+    champion: np.ndarray | None,
+    report: Any,
+    folder: Path,
+    frame: pd.DataFrame | None,
+) -> list[Path]:
+    from pipeline import schema
+
+    written = [predicted_vs_actual_png(y, challenger, champion, folder / "predicted_vs_actual.png")]
+    if frame is not None and schema.SLICE_COLUMNS:
+        refused = frozenset(f"{s['column']}={s['value']}" for s in report.slices
+                            if s["judged"] == "yes" and not s["change"] <= s["bound"])
+        written.append(residuals_by_slice_png(frame, y, challenger, champion, tuple(schema.SLICE_COLUMNS),
+                                              folder / "residuals_by_slice.png", refused))
+    if report.bootstrap and report.bootstrap_differences is not None:
+        written.append(bootstrap_error_png(report.bootstrap, report.bootstrap_differences,
+                                           folder / "bootstrap_error_difference.png"))
+    return written
+
+
 def gate_plots(
     y: np.ndarray,
     challenger: np.ndarray,
     champion: np.ndarray | None,
     report: Any,
     folder: Path,
+    *,
+    frame: pd.DataFrame | None = None,
 ) -> list[Path]:
-    """Every picture of one gate decision into ``folder`` (named as ``GATE_PLOT_FILES``).
+    """Every picture of one gate decision into ``folder`` (named as ``GATE_PLOT_FILES``, or
+    ``REGRESSION_GATE_PLOT_FILES`` for a regression report).
 
-    ``report`` is the ``GateReport``: its slices, thresholds and bootstrap (with the
-    resampled differences) decide which pictures apply. Returns the files written.
+    ``y`` is ``schema.target`` of the holdout; ``report`` is the ``GateReport``: its task,
+    slices, thresholds and bootstrap (with the resampled differences) decide which
+    pictures apply. ``frame`` (the holdout) gives the regression residuals their slices.
+    Returns the files written.
     """
     import numpy as np
 
+    from pipeline.steps.gate import task_of
+
     folder.mkdir(parents=True, exist_ok=True)
+    if task_of(report) == "regression":
+        return _regression_plots(y, challenger, champion, report, folder, frame)
     written = []
     # Curves need both classes; a holdout with one is refused by the gate (AUC is NaN).
     if len(np.unique(y)) == 2:

@@ -7,9 +7,9 @@ and thresholds, the training entry point and its hyperparameters, and the model 
 registry, server, monitor and stack config use. ``project.yaml`` at the repository root
 is the Adult example; docs/contracts.md ("The project configuration") documents every key.
 
-Today the file is loaded, checked against its data and written by ``python -m pipeline
-init``; the steps still read ``pipeline.schema`` (the shipped file is tested to equal it)
-until each migrates to read this.
+``python -m pipeline init`` writes the file from a dataset's profile; ``pipeline.schema``
+serves the active file's contract to every step, and the validate step refuses data the
+file does not describe (``check_data``) with exit 2.
 
 Loading is strict because a configuration is edited by hand: an unknown key (a typo), a
 value of the wrong type, a label or slice that is not a declared column, a metric the task
@@ -500,6 +500,21 @@ def load(path: Path) -> Project:
     except OSError as exc:
         raise ProjectConfigError([f"cannot be read: {exc.strerror or exc}"], source=str(path)) from exc
     return loads(text, source=str(path))
+
+
+def active_thresholds(overrides: Mapping[str, Any] | None = None) -> GateThresholds | RegressionThresholds:
+    """The active project's gate thresholds, with ``overrides`` (``--gate k=v``, a
+    Processing job's ``--param``) replacing single values; every other value stays the
+    project file's, not the class default."""
+    from dataclasses import asdict
+
+    from pipeline import schema
+    from pipeline.typed_params import from_mapping
+
+    base = schema.THRESHOLDS
+    if not overrides:
+        return base
+    return from_mapping(type(base), {**asdict(base), **overrides}, what="gate threshold")
 
 
 # ---------------------------------------------------------------------------------------

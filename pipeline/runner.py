@@ -383,8 +383,14 @@ def execute(
                 records.append(StepRecord(step.name, "failed", time.perf_counter() - started))
                 if ctx is not None:
                     outcome.update(ctx.outcome_changes)
+                from pipeline.steps.validate import ConfigurationContradictsData
+                from training.entry_point import TrainerError
+
                 if isinstance(exc, (DataLoadError, DataValidationError)):
                     outcome.update({"exit_code": ExitCode.INVALID_DATA, "status": "invalid_data", "message": str(exc)})
+                elif isinstance(exc, (ConfigurationContradictsData, TrainerError)):
+                    # The project file is wrong, not the data or the code: exit 2, nothing registered.
+                    outcome.update({"exit_code": ExitCode.USAGE, "status": "bad_configuration", "message": str(exc)})
                 else:
                     detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                     outcome.update({"exit_code": ExitCode.ERROR, "status": "error", "message": f"step {step.name} failed: {detail}"})
@@ -446,7 +452,7 @@ class RunConfig:
         ``MLFLOW_TRACKING_URI``, else the local store's SQLite file)."""
         from pipeline.steps.split import SplitParams
         from pipeline.steps.validate import ValidationThresholds
-        from training.model import Hyperparameters
+        from training.model import project_hyperparameters
 
         store = self.store or LocalStore.default()
         return RunConfig(
@@ -455,7 +461,7 @@ class RunConfig:
             model_name=self.model_name,
             store=store,
             force=self.force,
-            hyperparameters=self.hyperparameters or Hyperparameters(),
+            hyperparameters=self.hyperparameters or project_hyperparameters(),
             split=self.split or SplitParams(),
             validation=self.validation or ValidationThresholds(),
             gate=self.gate or schema.THRESHOLDS,

@@ -32,10 +32,13 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pipeline import schema
 from pipeline.steps.gate import GateThresholds
+
+if TYPE_CHECKING:
+    from pipeline.project import RegressionThresholds
 from pipeline.tracking_credentials import SECRET_ENV as CREDENTIALS_SECRET_ENV
 
 PROCESSING_ROOT: Final = "/opt/ml/processing"
@@ -91,7 +94,7 @@ def is_digest_image(uri: str) -> bool:
     return bool(_DIGEST_IMAGE.match(uri or ""))
 
 
-def gate_params(gate: GateThresholds) -> list[str]:
+def gate_params(gate: GateThresholds | RegressionThresholds) -> list[str]:
     """``--param name=value`` for every gate threshold, in field order.
 
     The thresholds live in the pipeline definition (not in the image) so a stack's
@@ -128,7 +131,7 @@ class PipelineSpec:
     kms_key_id: str
     mlflow_tracking_uri: str
     model_name: str = field(default_factory=lambda: schema.DEFAULT_MODEL_NAME)
-    gate: GateThresholds = field(default_factory=lambda: schema.THRESHOLDS)
+    gate: GateThresholds | RegressionThresholds = field(default_factory=lambda: schema.THRESHOLDS)
     hyperparameters: Mapping[str, str | int | float] = field(default_factory=dict)
     training_max_runtime_s: int = 4 * 3600
     processing_max_runtime_s: int = 3600
@@ -172,8 +175,8 @@ class PipelineSpec:
             problems.append(f"mlflow_credentials_secret_arn {self.mlflow_credentials_secret_arn!r} is not a Secrets Manager secret ARN")
         if self.mlflow_tracking_uri.startswith("http") and not self.mlflow_credentials_secret_arn:
             problems.append("mlflow_credentials_secret_arn is required with an http(s) tracking server: the jobs must log in")
-        if not isinstance(self.gate, GateThresholds):
-            problems.append("gate must be a pipeline.steps.gate.GateThresholds")
+        if not isinstance(self.gate, type(schema.THRESHOLDS)):
+            problems.append(f"gate must be the project's {type(schema.THRESHOLDS).__name__} ({schema.TASK} task)")
         if problems:
             raise ValueError("invalid PipelineSpec: " + "; ".join(problems))
 

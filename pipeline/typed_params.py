@@ -29,7 +29,14 @@ def from_mapping(cls: type[T], values: Mapping[str, Any], *, what: str) -> T:
     defaults = cls()
     converted: dict[str, Any] = {}
     for key, raw in values.items():
-        kind = type(getattr(defaults, key))
+        default = getattr(defaults, key)
+        if default is None:
+            # An optional bound (None: not checked), otherwise a number.
+            if raw is None or str(raw).strip().lower() in ("", "none", "null"):
+                converted[key] = None
+                continue
+            default = 0.0
+        kind = type(default)
         try:
             converted[key] = int(float(raw)) if kind is int else kind(raw)
         except (TypeError, ValueError) as exc:

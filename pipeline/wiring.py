@@ -78,9 +78,10 @@ def validate_step(ctx: StepContext) -> dict[str, Artifact]:
     import pandas as pd
 
     from pipeline.digest import frame_digest
-    from pipeline.steps.validate import contract_columns, validate_frame, write_report
+    from pipeline.steps.validate import contract_columns, require_configuration_fits, validate_frame, write_report
 
     frame = pd.read_pickle(ctx.inputs["raw"].path)
+    require_configuration_fits(frame)
     report = validate_frame(frame, ctx.config.validation, source=str(ctx.config.data))
     json_path, md_path = write_report(report, ctx.output_dir / "report")
     if not report.passed:
@@ -142,12 +143,13 @@ def evaluate_step(ctx: StepContext) -> dict[str, Artifact]:
     import numpy as np
     import pandas as pd
 
-    from pipeline.steps.evaluate import evaluate, predict_proba
+    from pipeline.steps.evaluate import evaluate, predictions
 
     holdout = pd.read_parquet(ctx.inputs["holdout"].path)
-    proba = predict_proba(_load_model(ctx.inputs["model"]), holdout)
-    evaluation = evaluate(holdout, proba)
-    np.save(ctx.output_dir / "challenger_proba.npy", proba)
+    scores = predictions(_load_model(ctx.inputs["model"]), holdout)
+    evaluation = evaluate(holdout, scores)
+    # Probabilities (binary) or predicted values (regression): what the gate compares.
+    np.save(ctx.output_dir / "challenger_scores.npy", scores)
     (ctx.output_dir / "evaluation.json").write_text(json.dumps(evaluation.to_dict(), indent=2))
     return {"evaluation": Artifact("evaluation", ctx.output_dir, ctx.key)}
 
@@ -252,16 +254,16 @@ def gate_step(ctx: StepContext) -> dict[str, Artifact]:
 
     thresholds = ctx.config.gate
     holdout = pd.read_parquet(ctx.inputs["holdout"].path)
-    challenger = np.load(ctx.inputs["evaluation"].path / "challenger_proba.npy")
+    challenger = np.load(ctx.inputs["evaluation"].path / "challenger_scores.npy")
     champion_info = _json(ctx.inputs["champion"].path)
     champion_proba = None
     try:
         if champion_info is not None:
-            from pipeline.steps.evaluate import predict_proba
+            from pipeline.steps.evaluate import predictions
             from pipeline.steps.register import load_champion_model
 
             model = load_champion_model(ctx.tracking_uri, ctx.config.model_name, champion_info["version"])
-            champion_proba = predict_proba(model, holdout)
+            champion_proba = predictions(model, holdout)
         report = judge(
             holdout, challenger, champion_proba, thresholds,
             champion_version=None if champion_info is None else champion_info["version"],
@@ -272,7 +274,8 @@ def gate_step(ctx: StepContext) -> dict[str, Artifact]:
     out.mkdir()
     (out / "gate_report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
     (out / "gate_report.md").write_text(report.to_markdown())
-    plots.gate_plots(holdout[schema.LABEL].to_numpy(), challenger, champion_proba, report, ctx.output_dir / "plots")
+    plots.gate_plots(schema.target(holdout), challenger, champion_proba, report, ctx.output_dir / "plots",
+                     frame=holdout)
     _copy_report(ctx, out / "gate_report.json", out / "gate_report.md")
     ctx.set_outcome(
         gate_passed=report.passed,
@@ -280,6 +283,49 @@ def gate_step(ctx: StepContext) -> dict[str, Artifact]:
         report_path=str(ctx.report_dir / "gate_report.md"),
     )
     return {"gate": Artifact("gate", ctx.output_dir, ctx.key)}
+
+
+def _metric_key(*parts: Any) -> str:
+    """An MLflow metric name from its parts: characters MLflow refuses in a name (a slice
+    value such as ``<missing>``) become ``_``, so one odd value cannot fail the whole run."""
+    import re
+
+    return re.sub(r"[^\w\-. /]", "_", "_".join(map(str, parts)))
+
+
+def run_metrics(evaluation: dict[str, Any], gate: dict[str, Any]) -> dict[str, float]:
+    """The candidate run's metrics, named for the active task.
+
+    Both tasks: ``holdout_<metric>`` and ``slice_<column>_<value>_<metric>`` (binary:
+    ``roc_auc``; regression: ``rmse`` and ``mae``). Binary: ``fairness_*`` gaps when a
+    sensitive attribute is set and ``gate_auc_difference_ci_low`` (the bound the gate
+    judges). Regression: ``group_<attribute>_<group>_<rmse|mae>`` and ``group_error_ratio``
+    with a sensitive attribute, and ``gate_<metric>_difference_ci_high``."""
+    from pipeline import schema
+    from pipeline.steps.evaluate import REGRESSION_ERRORS
+
+    metrics = {_metric_key("holdout", k): float(v) for k, v in evaluation["metrics"].items()}
+    per_slice = ("roc_auc",) if schema.IS_CLASSIFIER else REGRESSION_ERRORS
+    for s in evaluation["slices"]:
+        for name in per_slice:
+            metrics[_metric_key("slice", s["column"], s["value"], name)] = float(s[name])
+    fairness = evaluation["fairness"]
+    bootstrap = gate.get("bootstrap")
+    if schema.IS_CLASSIFIER:
+        if fairness.get("attribute") is not None:
+            metrics["fairness_equal_opportunity_difference"] = float(fairness["equal_opportunity_difference"])
+            metrics["fairness_demographic_parity_difference"] = float(fairness["demographic_parity_difference"])
+        if bootstrap:
+            metrics["gate_auc_difference_ci_low"] = float(bootstrap["ci_low"])
+        return metrics
+    if fairness.get("attribute") is not None:
+        for group, values in fairness["groups"].items():
+            for name in REGRESSION_ERRORS:
+                metrics[_metric_key("group", fairness["attribute"], group, name)] = float(values[name])
+        metrics["group_error_ratio"] = float(fairness["error_ratio"])
+    if bootstrap:
+        metrics[_metric_key("gate", bootstrap["metric"], "difference_ci_high")] = float(bootstrap["ci_high"])
+    return metrics
 
 
 def register_step(ctx: StepContext) -> dict[str, Artifact]:
@@ -293,16 +339,10 @@ def register_step(ctx: StepContext) -> dict[str, Artifact]:
     evaluation = _json(ctx.inputs["evaluation"].path / "evaluation.json")
     info = _json(ctx.inputs["ingest_info"].path)
     training = _json(ctx.inputs["model"].path / "training.json")
-    metrics = {f"holdout_{k}": float(v) for k, v in evaluation["metrics"].items()}
-    for s in evaluation["slices"]:
-        metrics[f"slice_{s['column']}_{s['value']}_roc_auc"] = float(s["roc_auc"])
-    fairness = evaluation["fairness"]
-    metrics["fairness_equal_opportunity_difference"] = float(fairness["equal_opportunity_difference"])
-    metrics["fairness_demographic_parity_difference"] = float(fairness["demographic_parity_difference"])
-    if gate.get("bootstrap"):
-        metrics["gate_auc_difference_ci_low"] = float(gate["bootstrap"]["ci_low"])
+    metrics = run_metrics(evaluation, gate)
     params = {
-        **{f"train.{k}": v for k, v in config.hyperparameters.to_dict().items()},
+        "train.trainer": training.get("trainer", "xgboost"),
+        **{f"train.{k}": v for k, v in training["hyperparameters"].items()},
         **{f"split.{k}": v for k, v in asdict(config.split).items()},
         **{f"gate.{k}": v for k, v in asdict(config.gate).items()},
         "training_device": training["device"],
@@ -487,7 +527,7 @@ def commit_pipeline() -> list[Step]:
              what="splitting train, validation and the frozen holdout"),
         Step(
             "train", train_step, sources=_src("training.train", "training.model"), inputs=("train", "validation"),
-            params=lambda c: c.hyperparameters.to_dict(), what="training XGBoost with early stopping on validation",
+            params=lambda c: c.hyperparameters.to_dict(), what="training the model (training.entry_point of the project file)",
         ),
         Step("evaluate", evaluate_step, sources=_src(_STEPS + "evaluate",), inputs=("model", "holdout"),
              what="scoring the holdout: metrics, slices, fairness"),

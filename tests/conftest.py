@@ -103,8 +103,9 @@ def use_project(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv(schema.PROJECT_ENV, raising=False)
 
     def activate(path):
-        contract = schema.activate(path)
-        monkeypatch.setenv(schema.PROJECT_ENV, str(contract.PROJECT_PATH))
-        return contract
+        # monkeypatch records the variable's value before ``schema.activate`` writes it;
+        # recorded after, the undo would "restore" this test's project for every later test.
+        monkeypatch.setenv(schema.PROJECT_ENV, str(os.path.abspath(path)))
+        return schema.activate(path)
 
     return activate

@@ -1,6 +1,10 @@
-"""The model: scikit-learn preprocessing + an XGBoost classifier, fitted as one ``Pipeline``.
+"""The model: scikit-learn preprocessing + XGBoost, fitted as one ``Pipeline``; or a team's own trainer.
 
-One sklearn ``Pipeline`` object is what MLflow logs (the ``mlflow.sklearn`` flavor of
+The project configuration's ``training.entry_point`` chooses: ``xgboost`` (this module's
+``fit_model``: an ``XGBClassifier`` for a binary task, an ``XGBRegressor`` for regression)
+or ``module:function``, a team's trainer that gets the feature frame, the target and its
+hyperparameters and returns a fitted scikit-learn-compatible estimator
+(``training.entry_point``). Either way one sklearn-compatible object is what MLflow logs (the ``mlflow.sklearn`` flavor of
 docs/contracts.md), so the serving container needs nothing but sklearn and xgboost to
 load it. Categoricals are ordinal-encoded with unknown and missing values both mapped
 to NaN, which XGBoost routes down its learned default branch: a new category at serving
@@ -146,6 +150,8 @@ class FitResult:
     device: str
     best_iteration: int
     validation_logloss: float | None
+    """The best validation loss of early stopping: log loss (binary) or RMSE (regression)."""
+    trainer: str = "xgboost"
 
 
 def fit_model(
@@ -159,18 +165,22 @@ def fit_model(
     """
     import numpy as np
     from sklearn.pipeline import Pipeline
-    from xgboost import XGBClassifier
+    from xgboost import XGBClassifier, XGBRegressor
 
     if len(train) == 0:
         raise ValueError("the training set is empty")
-    if train[schema.LABEL].nunique() != 2:
+    y_train = schema.target(train)
+    classify = schema.IS_CLASSIFIER
+    if classify and len(np.unique(y_train)) != 2:
         raise ValueError("the training set needs both label classes")
     device = resolve_device(params.device)
     log.info("training XGBoost on device=%s", device)
     preprocessor = build_preprocessor()
     x_train = preprocessor.fit_transform(train.loc[:, list(schema.FEATURES)])
     use_early_stopping = validation is not None and len(validation) > 0 and params.early_stopping_rounds > 0
-    classifier = XGBClassifier(
+    loss = "logloss" if classify else "rmse"
+    estimator_class = XGBClassifier if classify else XGBRegressor
+    classifier = estimator_class(
         n_estimators=params.n_estimators,
         max_depth=params.max_depth,
         learning_rate=params.learning_rate,
@@ -181,22 +191,50 @@ def fit_model(
         tree_method="hist",
         device=device,
         random_state=params.seed,
-        eval_metric="logloss",
+        eval_metric=loss,
         early_stopping_rounds=params.early_stopping_rounds if use_early_stopping else None,
         n_jobs=None,
     )
     fit_kwargs: dict[str, Any] = {"verbose": False}
     if use_early_stopping and validation is not None:
         x_valid = preprocessor.transform(validation.loc[:, list(schema.FEATURES)])
-        fit_kwargs["eval_set"] = [(x_valid, validation[schema.LABEL].to_numpy())]
-    classifier.fit(x_train, train[schema.LABEL].to_numpy(), **fit_kwargs)
+        fit_kwargs["eval_set"] = [(x_valid, schema.target(validation))]
+    classifier.fit(x_train, y_train, **fit_kwargs)
     # Predictions on a CPU-resident frame would otherwise warn about a device mismatch
     # every call; serving runs on whatever device the container has.
     classifier.set_params(device="cpu")
     logloss: float | None = None
     if use_early_stopping:
-        history = classifier.evals_result()["validation_0"]["logloss"]
+        history = classifier.evals_result()["validation_0"][loss]
         logloss = float(np.min(history))
     best = int(getattr(classifier, "best_iteration", params.n_estimators - 1) or 0)
-    model = Pipeline([("preprocess", preprocessor), ("classifier", classifier)])
+    model = Pipeline([("preprocess", preprocessor), ("classifier" if classify else "regressor", classifier)])
     return FitResult(model=model, device=device, best_iteration=best, validation_logloss=logloss)
+
+
+def fit(train: pd.DataFrame, validation: pd.DataFrame | None, params: Hyperparameters) -> FitResult:
+    """Fit the project's trainer: ``fit_model`` for ``xgboost``, else the team's
+    ``module:function`` (``training.entry_point``) with the project's hyperparameters.
+
+    ``TrainerError`` (exit 2) when the trainer cannot be imported or returns something
+    the platform cannot score; raised before anything is registered."""
+    from training.entry_point import fit_with
+
+    spec = schema.ENTRY_POINT
+    if spec == "xgboost":
+        return fit_model(train, validation, params)
+    if len(train) == 0:
+        raise ValueError("the training set is empty")
+    log.info("training with %s", spec)
+    model = fit_with(spec, train.loc[:, list(schema.FEATURES)], schema.target(train), schema.HYPERPARAMETERS,
+                     classifier=schema.IS_CLASSIFIER)
+    return FitResult(model=model, device="cpu", best_iteration=-1, validation_logloss=None, trainer=spec)
+
+
+def project_hyperparameters(overrides: dict[str, Any] | None = None) -> Hyperparameters:
+    """The default trainer's settings: its defaults, then the project file's
+    ``training.hyperparameters`` (when the trainer is ``xgboost``), then ``overrides``
+    (``--param``, SageMaker's hyperparameters)."""
+    values: dict[str, Any] = dict(schema.HYPERPARAMETERS) if schema.ENTRY_POINT == "xgboost" else {}
+    values.update(overrides or {})
+    return Hyperparameters.from_mapping(values)

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.model import Hyperparameters
+from pipeline import schema
+from training.entry_point import TrainerError
+from training.model import Hyperparameters, project_hyperparameters
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,9 +75,9 @@ def train(
     """Fit the model and write ``model.joblib`` + ``training.json`` into ``model_dir``."""
     import joblib
 
-    from training.model import fit_model
+    from training.model import fit
 
-    result = fit_model(train_frame, validation_frame, params)
+    result = fit(train_frame, validation_frame, params)
     model_dir.mkdir(parents=True, exist_ok=True)
     model_path = model_dir / MODEL_FILE
     joblib.dump(result.model, model_path)
@@ -83,9 +85,10 @@ def train(
         "device": result.device,
         "best_iteration": result.best_iteration,
         "validation_logloss": result.validation_logloss,
+        "trainer": result.trainer,
         "train_rows": int(len(train_frame)),
         "validation_rows": int(len(validation_frame)) if validation_frame is not None else 0,
-        "hyperparameters": params.to_dict(),
+        "hyperparameters": params.to_dict() if result.trainer == "xgboost" else dict(schema.HYPERPARAMETERS),
     }
     (model_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return TrainOutcome(model_path=model_path, summary=summary)
@@ -102,7 +105,8 @@ def channel_default(name: str, input_root: Path | None = None) -> Path | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Train the adult-income XGBoost model (SageMaker conventions).")
+    parser = argparse.ArgumentParser(description="Train the project's model (SageMaker conventions): the trainer, "
+                                     "data contract and hyperparameters of its project.yaml.")
     for name, field in Hyperparameters.__dataclass_fields__.items():
         default = field.default
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(default), default=None)
@@ -122,7 +126,7 @@ def resolve_hyperparameters(args: argparse.Namespace, json_path: Path | None = N
     for name in Hyperparameters.__dataclass_fields__:
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
-    return Hyperparameters.from_mapping(values)
+    return project_hyperparameters(values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,7 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bad hyperparameters: {exc}", file=sys.stderr)
         return 2
     validation = read_channel(args.validation) if args.validation is not None else None
-    outcome = train(read_channel(args.train), validation, params, args.model_dir)
+    try:
+        outcome = train(read_channel(args.train), validation, params, args.model_dir)
+    except TrainerError as exc:
+        print(f"bad trainer: {exc}", file=sys.stderr)
+        return 2
     log.info("device=%s best_iteration=%s model=%s", outcome.summary["device"], outcome.summary["best_iteration"], outcome.model_path)
     return 0
 

@@ -486,7 +486,7 @@ def rehearse_command(args: argparse.Namespace) -> int:
     from pipeline.local_store import LocalStore
     from pipeline.runner import RunConfig
     from pipeline.schema import DEFAULT_DATASET
-    from pipeline.steps.gate import GateThresholds
+    from pipeline.project import active_thresholds
     from training.model import Hyperparameters
 
     store = LocalStore(args.store.resolve()) if args.store else LocalStore.default()
@@ -495,7 +495,7 @@ def rehearse_command(args: argparse.Namespace) -> int:
     run_config = RunConfig(
         data=data, tracking_uri=args.tracking_uri, model_name=args.model_name, store=store, force=args.force,
         hyperparameters=Hyperparameters.from_mapping(_key_values(args.param, "--param")) if args.param else None,
-        gate=GateThresholds.from_mapping(_key_values(args.gate, "--gate")) if args.gate else None,
+        gate=active_thresholds(_key_values(args.gate, "--gate")) if args.gate else None,
     )
     images = []
     for item in args.image:

@@ -39,8 +39,9 @@ def add_parser(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATASET,
-                        help="dataset file with the schema's columns, CSV or Parquet (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="dataset file with the project's columns, CSV or Parquet (default with the shipped "
+                             f"Adult project: {DEFAULT_DATASET.relative_to(DEFAULT_DATASET.parent.parent)})")
     parser.add_argument("--force", action="store_true", help="ignore the step cache and re-run every step")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI, else the local store)")
@@ -92,6 +93,26 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated(signum)
 
 
+def _project_problem(args: argparse.Namespace) -> str | None:
+    """What stops the active project from running, before any step: no dataset named for a
+    project other than the shipped example, or a trainer that cannot be imported."""
+    from pipeline import schema
+    from pipeline.schema import SHIPPED_PROJECT
+    from training.entry_point import TrainerError, resolve
+
+    if args.data is None:
+        if schema.PROJECT_PATH != SHIPPED_PROJECT.resolve():
+            return (f"--data is required: the project {schema.PROJECT_PATH} has no default dataset "
+                    "(only the shipped Adult example does)")
+        args.data = DEFAULT_DATASET
+    if schema.ENTRY_POINT != "xgboost":
+        try:
+            resolve(schema.ENTRY_POINT)
+        except TrainerError as exc:
+            return str(exc)
+    return None
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Build the run's configuration from the arguments, run it, print the summary."""
     import logging
@@ -108,18 +129,22 @@ def run_command(args: argparse.Namespace) -> int:
         training_log.addHandler(handler)
         training_log.setLevel(logging.INFO)
 
+    problem = _project_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return int(ExitCode.USAGE)
     try:
         hyper = _key_values(args.param, "--param")
         gate = _key_values(args.gate, "--gate")
         hyperparameters = gate_thresholds = None
         if hyper:
-            from training.model import Hyperparameters
+            from training.model import project_hyperparameters
 
-            hyperparameters = Hyperparameters.from_mapping(hyper)
+            hyperparameters = project_hyperparameters(hyper)
         if gate:
-            from pipeline.steps.gate import GateThresholds
+            from pipeline.project import active_thresholds
 
-            gate_thresholds = GateThresholds.from_mapping(gate)
+            gate_thresholds = active_thresholds(gate)
     except (ValueError, argparse.ArgumentTypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE)

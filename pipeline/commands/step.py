@@ -136,11 +136,11 @@ def run_split(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
 
 
 def run_train(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
-    from training.model import Hyperparameters
+    from training.model import Hyperparameters, project_hyperparameters
     from training.train import read_channel, train
 
     _expect(inputs, 1, 2, "train")
-    hyper = Hyperparameters.from_mapping(_take(params, Hyperparameters.__dataclass_fields__))
+    hyper = project_hyperparameters(_take(params, Hyperparameters.__dataclass_fields__))
     validation = read_channel(inputs[1]) if len(inputs) > 1 else None
     outcome = train(read_channel(inputs[0]), validation, hyper, out)
     print(f"trained on device={outcome.summary['device']}")
@@ -172,10 +172,11 @@ def run_gate(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
 
     from pipeline.data import load_dataset
     from pipeline.steps.evaluate import evaluate, predict_proba
-    from pipeline.steps.gate import GateThresholds, judge, refusal
+    from pipeline.project import active_thresholds
+    from pipeline.steps.gate import judge, refusal
 
     _expect(inputs, 2, 3, "gate")
-    thresholds = GateThresholds.from_mapping(_take(params, GateThresholds.__dataclass_fields__))
+    thresholds = active_thresholds(_take(params, _threshold_fields()))
     holdout = load_dataset(_data_file(inputs[1]))
     challenger = predict_proba(joblib.load(_model_file(inputs[0])), holdout)
     metrics = evaluate(holdout, challenger)
@@ -267,9 +268,15 @@ RUNNERS = {
 }
 
 
+def _threshold_fields() -> set[str]:
+    """The active project's gate thresholds (binary's or regression's)."""
+    from dataclasses import fields
+
+    return {f.name for f in fields(schema.THRESHOLDS)}
+
+
 def allowed_params(name: str) -> set[str]:
     """The ``--param`` keys step ``name`` understands; anything else is a usage error."""
-    from pipeline.steps.gate import GateThresholds
     from pipeline.steps.split import SplitParams
     from pipeline.steps.validate import ValidationThresholds
     from training.model import Hyperparameters
@@ -279,8 +286,8 @@ def allowed_params(name: str) -> set[str]:
         "validate": set(ValidationThresholds.__dataclass_fields__),
         "split": set(SplitParams.__dataclass_fields__),
         "train": set(Hyperparameters.__dataclass_fields__),
-        "evaluate": set(GateThresholds.__dataclass_fields__) | registry,
-        "gate": set(GateThresholds.__dataclass_fields__) | registry,
+        "evaluate": _threshold_fields() | registry,
+        "gate": _threshold_fields() | registry,
         "register": registry | {"git_commit", "image_digest", "create_registry"},
     }[name]
 

@@ -55,7 +55,7 @@ def _scored(offline: Future[KnownPrediction], checks: list[SmokeCheck]) -> Known
     except Exception as exc:  # any failure to score offline fails the deploy, with the reason
         checks.append(SmokeCheck("known_input", False, f"cannot score the input example offline: {type(exc).__name__}: {exc}"))
         return None
-    checks.append(SmokeCheck("known_input", True, f"{len(expected.probabilities)} rows scored offline"))
+    checks.append(SmokeCheck("known_input", True, f"{len(expected.predictions)} rows scored offline"))
     return expected
 
 

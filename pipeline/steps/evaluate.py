@@ -1,10 +1,19 @@
 """Evaluate step: how good a model is on the frozen holdout, overall, per slice and for fairness.
 
-Metrics are computed from predicted probabilities (so champion and challenger can be
-compared on the same rows without refitting anything): ROC AUC and friends overall,
-the same per value of each ``schema.SLICE_COLUMNS`` attribute, and two group-fairness gaps
-across ``schema.SENSITIVE_ATTRIBUTE``: demographic parity difference (spread of positive
-prediction rates) and equal-opportunity difference (spread of true-positive rates).
+Metrics are computed from the model's scores on the holdout (``predictions``), so champion
+and challenger are compared on the same rows without refitting anything. What a score is
+and which metrics apply follow the active project's task (``schema.TASK``):
+
+- binary: the positive class's probability; ROC AUC and friends overall, the same per
+  value of each ``schema.SLICE_COLUMNS`` attribute, and two group-fairness gaps across
+  ``schema.SENSITIVE_ATTRIBUTE``: demographic parity difference (spread of positive
+  prediction rates) and equal-opportunity difference (spread of true-positive rates);
+- regression: the predicted value; RMSE, MAE and R² overall, RMSE and MAE per slice
+  value, and each sensitive group's error (``group_errors``) with the worst group's
+  error over the best's.
+
+The label always comes through ``schema.target`` (0/1 for the positive class, floats for
+regression), never the raw column: a binary label may be written "yes"/"no".
 """
 
 from __future__ import annotations
@@ -82,33 +91,98 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
     }
 
 
-def slice_metrics(holdout: pd.DataFrame, proba: np.ndarray) -> list[dict[str, Any]]:
-    """Per value of every slice attribute: row count, positives, ROC AUC and accuracy."""
+REGRESSION_ERRORS = ("rmse", "mae")
+"""The error metrics a regression gate may compare (``gate.metric``); lower is better."""
+
+
+def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE and R² of predictions (R² is NaN when the label is constant or empty)."""
+    import numpy as np
+
+    y = np.asarray(y_true, dtype=float)
+    residuals = np.asarray(predicted, dtype=float) - y
+    if not len(y):
+        return {"rmse": float("nan"), "mae": float("nan"), "r2": float("nan")}
+    total = float(((y - y.mean()) ** 2).sum())
+    return {
+        "rmse": float(np.sqrt(np.mean(residuals**2))),
+        "mae": float(np.mean(np.abs(residuals))),
+        "r2": 1.0 - float((residuals**2).sum()) / total if total > 0 else float("nan"),
+    }
+
+
+def _slice_values(holdout: pd.DataFrame, column: str) -> np.ndarray:
+    """A column's values as the slice names the report uses (a missing value is its own slice)."""
+    return holdout[column].astype("string").fillna("<missing>").to_numpy()
+
+
+def slice_metrics(holdout: pd.DataFrame, scores: np.ndarray) -> list[dict[str, Any]]:
+    """Per value of every slice attribute: row count and the task's slice metrics.
+
+    Binary: positives, ROC AUC and accuracy. Regression: RMSE and MAE."""
     import numpy as np
 
     rows: list[dict[str, Any]] = []
-    y = holdout[schema.LABEL].to_numpy()
+    y = schema.target(holdout)
+    scores = np.asarray(scores)
     for column in schema.SLICE_COLUMNS:
-        values = holdout[column].astype("string").fillna("<missing>").to_numpy()
+        values = _slice_values(holdout, column)
         for value in sorted(set(values)):
             mask = values == value
-            m = classification_metrics(y[mask], np.asarray(proba)[mask])
-            rows.append(
-                {
-                    "column": column,
-                    "value": str(value),
-                    "rows": int(mask.sum()),
-                    "positives": int(y[mask].sum()),
-                    "roc_auc": m["roc_auc"],
-                    "accuracy": m["accuracy"],
-                }
-            )
+            entry: dict[str, Any] = {"column": column, "value": str(value), "rows": int(mask.sum())}
+            if schema.IS_CLASSIFIER:
+                m = classification_metrics(y[mask], scores[mask])
+                entry.update(positives=int(y[mask].sum()), roc_auc=m["roc_auc"], accuracy=m["accuracy"])
+            else:
+                m = regression_metrics(y[mask], scores[mask])
+                entry.update(rmse=m["rmse"], mae=m["mae"])
+            rows.append(entry)
     return rows
+
+
+def group_errors(holdout: pd.DataFrame, predicted: np.ndarray) -> dict[str, Any]:
+    """Each group's RMSE and MAE across ``schema.SENSITIVE_ATTRIBUTE`` (regression).
+
+    ``error_ratio`` is the worst group's ``schema.GATE_METRIC`` over the best group's (1
+    means every group is served equally well; infinite when the best group's error is 0
+    and another's is not), across every group; the gate recomputes it over the groups
+    with enough rows. With no sensitive attribute there are no groups and no ratio."""
+    import numpy as np
+
+    metric = schema.GATE_METRIC
+    attribute = schema.SENSITIVE_ATTRIBUTE
+    result: dict[str, Any] = {"attribute": attribute, "metric": metric, "groups": {}, "worst_group": None,
+                              "best_group": None, "error_ratio": float("nan")}
+    if attribute is None:
+        return result
+    y = schema.target(holdout)
+    predicted = np.asarray(predicted, dtype=float)
+    groups = _slice_values(holdout, attribute)
+    per_group: dict[str, dict[str, Any]] = {}
+    for group in sorted(set(groups)):
+        mask = groups == group
+        per_group[str(group)] = {"rows": int(mask.sum()), **{k: v for k, v in
+                                 regression_metrics(y[mask], predicted[mask]).items() if k in REGRESSION_ERRORS}}
+    result["groups"] = per_group
+    result.update(error_ratio_of(per_group, metric))
+    return result
+
+
+def error_ratio_of(groups: dict[str, dict[str, Any]], metric: str) -> dict[str, Any]:
+    """The worst and best group by ``metric`` and the ratio of their errors (NaN below two groups)."""
+    if len(groups) < 2:
+        return {"worst_group": None, "best_group": None, "error_ratio": float("nan")}
+    worst = max(groups, key=lambda g: groups[g][metric])
+    best = min(groups, key=lambda g: groups[g][metric])
+    high, low = groups[worst][metric], groups[best][metric]
+    ratio = high / low if low > 0 else (1.0 if high == 0 else float("inf"))
+    return {"worst_group": worst, "best_group": best, "error_ratio": float(ratio)}
 
 
 def fairness_metrics(holdout: pd.DataFrame, proba: np.ndarray) -> dict[str, Any]:
     """Demographic-parity and equal-opportunity differences across ``schema.SENSITIVE_ATTRIBUTE``.
 
+    With no sensitive attribute configured both gaps are NaN and there are no groups.
     Each is the largest minus the smallest per-group rate (positive prediction rate;
     true-positive rate among actual positives), so 0 means parity; groups are reported.
 
@@ -118,7 +192,10 @@ def fairness_metrics(holdout: pd.DataFrame, proba: np.ndarray) -> dict[str, Any]
     """
     import numpy as np
 
-    y = holdout[schema.LABEL].to_numpy().astype(int)
+    if schema.SENSITIVE_ATTRIBUTE is None:
+        return {"attribute": None, "demographic_parity_difference": float("nan"),
+                "equal_opportunity_difference": float("nan"), "groups": {}}
+    y = schema.target(holdout)
     pred = (np.asarray(proba) >= DECISION_THRESHOLD).astype(int)
     groups = holdout[schema.SENSITIVE_ATTRIBUTE].astype("string").fillna("<missing>").to_numpy()
     per_group: dict[str, dict[str, float]] = {}
@@ -143,7 +220,10 @@ def fairness_metrics(holdout: pd.DataFrame, proba: np.ndarray) -> dict[str, Any]
 
 @dataclass(frozen=True)
 class Evaluation:
-    """A model's scores on the holdout: overall, per slice and fairness."""
+    """A model's scores on the holdout: overall, per slice and fairness.
+
+    ``fairness`` holds the binary fairness gaps (``fairness_metrics``) or, for
+    regression, the sensitive groups' errors (``group_errors``)."""
 
     metrics: dict[str, float]
     slices: list[dict[str, Any]]
@@ -153,19 +233,60 @@ class Evaluation:
         return {"metrics": self.metrics, "slices": self.slices, "fairness": self.fairness}
 
 
-def evaluate(holdout: pd.DataFrame, proba: np.ndarray) -> Evaluation:
-    """Score probabilities ``proba`` (one per holdout row) against the holdout's labels."""
-    if len(proba) != len(holdout):
-        raise ValueError(f"{len(proba)} probabilities for {len(holdout)} holdout rows")
+def check_scores(scores: np.ndarray, rows: int, what: str = "challenger") -> np.ndarray:
+    """``scores`` as floats, refused (``ValueError`` naming ``what``) unless there is one
+    finite score per holdout row: a NaN or infinite prediction would make every metric
+    and comparison meaningless, and the gate fails closed on it instead."""
+    import numpy as np
+
+    kind = "probabilities" if schema.IS_CLASSIFIER else "predictions"
+    values = np.asarray(scores, dtype=float)
+    if values.ndim != 1 or len(values) != rows:
+        raise ValueError(f"{len(values)} {what} {kind} for {rows} holdout rows")
+    bad = int((~np.isfinite(values)).sum())
+    if bad:
+        raise ValueError(f"{bad} of the {what}'s {rows} {kind} are not finite numbers (NaN or infinite)")
+    return values
+
+
+def evaluate(holdout: pd.DataFrame, scores: np.ndarray) -> Evaluation:
+    """Score ``scores`` (``predictions``: one per holdout row) against the holdout's labels.
+
+    Raises ``ValueError`` when their number differs from the holdout's rows or any is
+    not finite."""
+    scores = check_scores(scores, len(holdout))
+    y = schema.target(holdout)
+    if schema.IS_CLASSIFIER:
+        return Evaluation(
+            metrics=classification_metrics(y, scores),
+            slices=slice_metrics(holdout, scores),
+            fairness=fairness_metrics(holdout, scores),
+        )
     return Evaluation(
-        metrics=classification_metrics(holdout[schema.LABEL].to_numpy(), proba),
-        slices=slice_metrics(holdout, proba),
-        fairness=fairness_metrics(holdout, proba),
+        metrics=regression_metrics(y, scores),
+        slices=slice_metrics(holdout, scores),
+        fairness=group_errors(holdout, scores),
     )
 
 
-def predict_proba(model: Any, frame: pd.DataFrame) -> np.ndarray:
-    """Probability of ``label == 1`` for each row, from a fitted sklearn-style classifier."""
-    from pipeline import schema
+def predictions(model: Any, frame: pd.DataFrame) -> np.ndarray:
+    """The model's score of each row, as the active task's gate compares them.
 
-    return model.predict_proba(frame.loc[:, list(schema.FEATURES)])[:, 1]
+    Binary: the positive class's probability (column 1 of ``predict_proba``; the
+    trainer learns ``schema.target``, so class 1 is the positive class). Regression:
+    ``predict``, as floats. Raises ``TypeError`` naming the method a model lacks."""
+    import numpy as np
+
+    method = "predict_proba" if schema.IS_CLASSIFIER else "predict"
+    if not callable(getattr(model, method, None)):
+        raise TypeError(f"a {schema.TASK} model must have {method}(); {type(model).__name__} has none "
+                        f"(the training entry point returned the wrong kind of estimator)")
+    features = frame.loc[:, list(schema.FEATURES)]
+    if schema.IS_CLASSIFIER:
+        return model.predict_proba(features)[:, 1]
+    return np.asarray(model.predict(features), dtype=float).reshape(-1)
+
+
+predict_proba = predictions
+"""The name earlier callers use (``pipeline.commands.step``, the register step's
+monitoring baseline): the same scores, for either task."""

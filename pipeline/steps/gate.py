@@ -1,13 +1,28 @@
 """Gate step: should the challenger replace the champion? Fails closed.
 
-Promote only if every rule holds, each with its threshold as a parameter
-(``GateThresholds``): the challenger's ROC AUC clears an absolute floor; a paired
+``judge`` applies the rules of the active project's task (``schema.TASK``), each with
+its threshold as a parameter, and promotes only if every one holds.
+
+Binary (``GateThresholds``): the challenger's ROC AUC clears an absolute floor; a paired
 bootstrap of the AUC difference (the same resampled holdout rows score both models)
 has a lower confidence bound no worse than ``-auc_tolerance``; no slice of
 ``SLICE_COLUMNS`` loses more than ``slice_tolerance`` AUC (slices too small to judge are
 skipped and named in the report); and the fairness gaps across ``schema.SENSITIVE_ATTRIBUTE``
 stay within their bounds. With no champion (the first model) only the floor and the
-fairness bounds apply. ``enforce`` raises one ``GateRefused`` listing every violation.
+fairness bounds apply.
+
+Regression (``pipeline.project.RegressionThresholds``; the error is ``schema.GATE_METRIC``,
+RMSE or MAE, and every tolerance is relative to the champion's error because errors are
+in the label's own units): the challenger must beat predicting the holdout's mean (R² > 0,
+the no-skill floor); the upper confidence bound of a paired bootstrap of the error
+difference (challenger - champion) may not exceed ``error_tolerance`` x the champion's
+error; no slice with ``min_slice_rows`` rows may see its error grow by more than
+``slice_tolerance`` x the champion's error on it; and, with a sensitive attribute and
+``max_group_error_ratio`` set, the worst group's error over the best's stays within it
+(groups under ``min_slice_rows`` rows are not judged). With no champion only the floor
+and the group bound apply.
+
+``enforce`` raises one ``GateRefused`` listing every violation.
 """
 
 from __future__ import annotations
@@ -18,9 +33,12 @@ from typing import TYPE_CHECKING, Any
 from pipeline import schema
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import numpy as np
     import pandas as pd
 
+    from pipeline.project import RegressionThresholds
     from pipeline.steps.evaluate import Evaluation
 
 
@@ -88,8 +106,8 @@ class GateReport:
     slices: list[dict[str, Any]]
     fairness: dict[str, Any]
     bootstrap_differences: np.ndarray | None = field(default=None, repr=False, compare=False)
-    """Every resample's AUC difference, for the bootstrap picture; not part of the report's
-    JSON (``bootstrap`` summarises it)."""
+    """Every resample's difference (AUC, or the regression error), for the bootstrap
+    picture; not part of the report's JSON (``bootstrap`` summarises it)."""
 
     def to_dict(self) -> dict[str, Any]:
         report = asdict(self)
@@ -97,6 +115,8 @@ class GateReport:
         return report
 
     def to_markdown(self) -> str:
+        if task_of(self) == "regression":
+            return _regression_markdown(self)
         c = self.challenger
         lines = [
             "# Gate report",
@@ -138,15 +158,19 @@ class GateReport:
                     f"{_fmt(champ_auc)} | {_fmt(change, signed=True)} | {s['judged']} |"
                 )
         f = self.fairness
-        lines += [
-            "",
-            f"## Fairness across `{f['attribute']}`",
-            "",
-            f"- equal-opportunity difference: {_fmt(f['equal_opportunity_difference'])} "
-            f"(bound {self.thresholds['max_equal_opportunity_difference']})",
-            f"- demographic-parity difference: {_fmt(f['demographic_parity_difference'])} "
-            f"(bound {self.thresholds['max_demographic_parity_difference']})",
-        ] + [f"- {note}" for note in f.get("notes", [])] + [
+        if f["attribute"] is not None:
+            lines += [
+                "",
+                f"## Fairness across `{f['attribute']}`",
+                "",
+                f"- equal-opportunity difference: {_fmt(f['equal_opportunity_difference'])} "
+                f"(bound {self.thresholds['max_equal_opportunity_difference']})",
+                f"- demographic-parity difference: {_fmt(f['demographic_parity_difference'])} "
+                f"(bound {self.thresholds['max_demographic_parity_difference']})",
+            ]
+        else:
+            lines += ["", "## Fairness", ""]
+        lines += [f"- {note}" for note in f.get("notes", [])] + [
             "",
             "## Thresholds",
             "",
@@ -158,6 +182,64 @@ def _fmt(value: float | None, *, signed: bool = False) -> str:
     if value is None or value != value:
         return "-"
     return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def task_of(report: GateReport | Mapping[str, Any]) -> str:
+    """The task a gate report (the object or its ``to_dict()``) judged: a regression
+    report says so in its ``challenger`` entry; binary reports keep their original shape."""
+    challenger = report.challenger if isinstance(report, GateReport) else report.get("challenger") or {}
+    return str(challenger.get("task", "binary"))
+
+
+def metric_label(metric: str) -> str:
+    """How a metric is written in reports: ``rmse`` -> ``RMSE``, ``roc_auc`` -> ``ROC AUC``."""
+    return {"roc_auc": "ROC AUC", "rmse": "RMSE", "mae": "MAE", "r2": "R²"}.get(metric, metric)
+
+
+def _regression_markdown(report: GateReport) -> str:
+    metric = report.challenger["gate_metric"]
+    name = metric_label(metric)
+    lines = ["# Gate report", "", f"**Decision: {'PROMOTE' if report.passed else 'REFUSED'}**", "",
+             f"Task: regression; the gate compares {name} (lower is better).", ""]
+    if report.reasons:
+        lines += ["## Reasons", ""] + [f"- {r}" for r in report.reasons] + [""]
+    lines += ["## Overall (holdout)", "", "| metric | challenger | champion |", "|---|---|---|"]
+    champ = (report.champion or {}).get("metrics", {})
+    for key, value in report.challenger["metrics"].items():
+        lines.append(f"| {key} | {_fmt(value)} | {_fmt(champ.get(key))} |")
+    if report.champion is not None:
+        lines += ["", f"Champion: version {report.champion.get('version')}"]
+    if report.bootstrap:
+        b = report.bootstrap
+        lines += [
+            "",
+            f"## Paired bootstrap of the {name} difference (challenger - champion)",
+            "",
+            f"{b['samples']} resamples, mean {b['mean_difference']:+.4f}, "
+            f"{b['confidence']:.0%} CI [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}], "
+            f"bound +{b['bound']:.4f} (error_tolerance {b['tolerance']} x champion {name} {b['champion_error']:.4f})",
+        ]
+    if report.slices:
+        lines += ["", f"## Slices ({name})", "", "| slice | rows | challenger | champion | change | bound | judged |",
+                  "|---|---|---|---|---|---|---|"]
+        for s in report.slices:
+            lines.append(
+                f"| {s['column']}={s['value']} | {s['rows']} | {_fmt(s[f'challenger_{metric}'])} | "
+                f"{_fmt(s.get(f'champion_{metric}'))} | {_fmt(s.get('change'), signed=True)} | "
+                f"{_fmt(s.get('bound'), signed=True)} | {s['judged']} |"
+            )
+    g = report.fairness
+    if g.get("attribute") is not None:
+        lines += ["", f"## Group errors across `{g['attribute']}` ({name})", "",
+                  "| group | rows | RMSE | MAE |", "|---|---|---|---|"]
+        lines += [f"| {group} | {v['rows']} | {_fmt(v.get('rmse'))} | {_fmt(v.get('mae'))} |"
+                  for group, v in g.get("groups", {}).items()]
+        bound = report.thresholds.get("max_group_error_ratio")
+        lines += ["", f"- worst group over best group ({g.get('worst_group')} / {g.get('best_group')}): "
+                      f"{_fmt(g.get('error_ratio'))} (bound {'none' if bound is None else bound})"]
+    lines += [f"- {note}" for note in g.get("notes", [])]
+    lines += ["", "## Thresholds", ""] + [f"- {k}: {v}" for k, v in report.thresholds.items()]
+    return "\n".join(lines) + "\n"
 
 
 class GateRefused(Exception):
@@ -303,19 +385,45 @@ def judge(
     holdout: pd.DataFrame,
     challenger_proba: np.ndarray,
     champion_proba: np.ndarray | None,
-    thresholds: GateThresholds,
+    thresholds: GateThresholds | RegressionThresholds,
     *,
     champion_version: str | None = None,
 ) -> GateReport:
-    """Apply every gate rule and return the report (``passed`` False when any rule fails).
+    """Apply every rule of the active task's gate and return the report (``passed`` False
+    when any rule fails).
 
-    Raises only on malformed input (mismatched lengths); the runner treats any exception
-    here as a refusal.
+    ``challenger_proba``/``champion_proba`` are ``evaluate.predictions``: probabilities
+    (binary) or predicted values (regression). Raises only on malformed input (mismatched
+    lengths, non-finite scores, thresholds of the other task); the runner treats any
+    exception here as a refusal.
     """
-    from pipeline.steps.evaluate import evaluate
+    from pipeline.project import RegressionThresholds
 
-    y = holdout[schema.LABEL].to_numpy()
+    expected = GateThresholds if schema.IS_CLASSIFIER else RegressionThresholds
+    if not isinstance(thresholds, expected):
+        raise TypeError(f"the {schema.TASK} gate needs {expected.__name__}, got {type(thresholds).__name__} "
+                        f"(the gate thresholds do not match the project's task)")
+    if not schema.IS_CLASSIFIER:
+        return judge_regression(holdout, challenger_proba, champion_proba, thresholds,  # type: ignore[arg-type]
+                                champion_version=champion_version)
+    return _judge_binary(holdout, challenger_proba, champion_proba, thresholds,  # type: ignore[arg-type]
+                         champion_version=champion_version)
+
+
+def _judge_binary(
+    holdout: pd.DataFrame,
+    challenger_proba: np.ndarray,
+    champion_proba: np.ndarray | None,
+    thresholds: GateThresholds,
+    *,
+    champion_version: str | None,
+) -> GateReport:
+    from pipeline.steps.evaluate import check_scores, evaluate
+
+    y = schema.target(holdout)
     challenger = evaluate(holdout, challenger_proba)
+    if champion_proba is not None:
+        champion_proba = check_scores(champion_proba, len(holdout), "champion")
     champion = evaluate(holdout, champion_proba) if champion_proba is not None else None
     reasons: list[str] = []
 
@@ -351,6 +459,9 @@ def judge(
             )
 
     fairness, unjudged = supported_fairness(challenger.fairness, thresholds)
+    if fairness["attribute"] is None:
+        unjudged = {gap for gap, *_ in _FAIRNESS_SUPPORT}
+        fairness["notes"] = ["no sensitive attribute is configured: fairness is not judged"]
     eo = fairness["equal_opportunity_difference"]
     dp = fairness["demographic_parity_difference"]
     if "equal_opportunity_difference" not in unjudged and not eo <= thresholds.max_equal_opportunity_difference:
@@ -377,11 +488,22 @@ def judge(
     )
 
 
-def refusal(error: BaseException, thresholds: GateThresholds) -> GateReport:
-    """The report of a gate that could not decide: failing closed, the error is the reason."""
+def refusal(error: BaseException, thresholds: GateThresholds | RegressionThresholds) -> GateReport:
+    """The report of a gate that could not decide: failing closed, the error is the reason.
+
+    Shaped for the task ``thresholds`` belong to, so it renders like any report of it."""
+    reasons = [f"gate error (failing closed): {type(error).__name__}: {error}"]
+    if not isinstance(thresholds, GateThresholds):
+        return GateReport(
+            passed=False, reasons=reasons, thresholds=asdict(thresholds),
+            challenger={"task": "regression", "gate_metric": _regression_metric(), "metrics": {}},
+            champion=None, bootstrap=None, slices=[],
+            fairness={"attribute": schema.SENSITIVE_ATTRIBUTE, "metric": _regression_metric(), "groups": {},
+                      "worst_group": None, "best_group": None, "error_ratio": float("nan"), "notes": []},
+        )
     return GateReport(
         passed=False,
-        reasons=[f"gate error (failing closed): {type(error).__name__}: {error}"],
+        reasons=reasons,
         thresholds=asdict(thresholds),
         challenger={"metrics": {}},
         champion=None,
@@ -392,8 +514,229 @@ def refusal(error: BaseException, thresholds: GateThresholds) -> GateReport:
     )
 
 
+def _regression_metric() -> str:
+    """The active project's error metric, or ``rmse`` when the project is binary (a
+    mismatched configuration still gets a readable refusal)."""
+    from pipeline.steps.evaluate import REGRESSION_ERRORS
+
+    metric = schema.GATE_METRIC
+    return metric if metric in REGRESSION_ERRORS else REGRESSION_ERRORS[0]
+
+
 def enforce(report: GateReport) -> GateReport:
     """Return the report when it passed; raise ``GateRefused`` listing every reason otherwise."""
     if not report.passed:
         raise GateRefused(report)
     return report
+
+
+# ---------------------------------------------------------------------------------------
+# Regression
+# ---------------------------------------------------------------------------------------
+
+
+def _errors(metric: str, residuals: np.ndarray) -> np.ndarray:
+    """Per-row loss whose mean is the metric's core: squared (RMSE) or absolute (MAE)."""
+    import numpy as np
+
+    return residuals**2 if metric == "rmse" else np.abs(residuals)
+
+
+def _finish(metric: str, mean_loss: np.ndarray | float) -> Any:
+    import numpy as np
+
+    return np.sqrt(mean_loss) if metric == "rmse" else mean_loss
+
+
+def paired_bootstrap_error(
+    y_true: np.ndarray,
+    challenger: np.ndarray,
+    champion: np.ndarray,
+    *,
+    metric: str,
+    samples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, Any]:
+    """Percentile CI of error(challenger) - error(champion) over row resamples shared by both.
+
+    ``metric`` is ``rmse`` or ``mae``; a negative difference means the challenger errs
+    less. As with the AUC, pairing cancels the holdout's own sampling noise. The resampled
+    differences themselves are under ``differences`` (an array, for the picture)."""
+    import numpy as np
+
+    from pipeline.steps.evaluate import REGRESSION_ERRORS
+
+    if metric not in REGRESSION_ERRORS:
+        raise ValueError(f"unknown regression gate metric {metric!r}; known: {', '.join(REGRESSION_ERRORS)}")
+    y = np.asarray(y_true, dtype=float)
+    a = np.asarray(challenger, dtype=float)
+    b = np.asarray(champion, dtype=float)
+    if not len(y) == len(a) == len(b):
+        raise ValueError(f"length mismatch: {len(y)} labels, {len(a)} and {len(b)} predictions")
+    if not len(y):
+        raise ValueError("an empty holdout cannot be resampled")
+    loss_a, loss_b = _errors(metric, a - y), _errors(metric, b - y)
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    batch = max(1, min(samples, 2_000_000 // n))
+    chunks: list[np.ndarray] = []
+    drawn = 0
+    while drawn < samples:
+        idx = rng.integers(0, n, size=(min(batch, samples - drawn), n))
+        chunks.append(_finish(metric, loss_a[idx].mean(axis=1)) - _finish(metric, loss_b[idx].mean(axis=1)))
+        drawn += len(idx)
+    differences = np.concatenate(chunks)
+    alpha = (1.0 - confidence) / 2.0
+    return {
+        "metric": metric,
+        "samples": samples,
+        "confidence": confidence,
+        "observed_difference": float(_finish(metric, loss_a.mean()) - _finish(metric, loss_b.mean())),
+        "mean_difference": float(differences.mean()),
+        "ci_low": float(np.quantile(differences, alpha)),
+        "ci_high": float(np.quantile(differences, 1.0 - alpha)),
+        "differences": differences,
+    }
+
+
+def _regression_slices(
+    challenger: Evaluation, champion: Evaluation | None, metric: str, thresholds: RegressionThresholds
+) -> list[dict[str, Any]]:
+    """Each slice's error for both models, its allowed growth and whether it is judged."""
+    champion_error = {(s["column"], s["value"]): s[metric] for s in (champion.slices if champion else [])}
+    table = []
+    for s in challenger.slices:
+        champ = champion_error.get((s["column"], s["value"]))
+        entry: dict[str, Any] = {
+            "column": s["column"],
+            "value": s["value"],
+            "rows": s["rows"],
+            "metric": metric,
+            f"challenger_{metric}": s[metric],
+            f"champion_{metric}": champ,
+            "change": None if champ is None else s[metric] - champ,
+            "bound": None if champ is None else thresholds.slice_tolerance * champ,
+        }
+        if champion is None:
+            entry["judged"] = "no champion"
+        elif s["rows"] < thresholds.min_slice_rows:
+            entry["judged"] = f"skipped: too small to judge (needs >= {thresholds.min_slice_rows} rows)"
+        else:
+            entry["judged"] = "yes"
+        table.append(entry)
+    return table
+
+
+def supported_group_errors(groups: dict[str, Any], thresholds: RegressionThresholds) -> dict[str, Any]:
+    """The regression group bound over the groups with at least ``min_slice_rows`` rows.
+
+    A smaller group's error rests on too few rows to judge: it is left out and named in
+    ``notes``; with fewer than two groups left the ratio is NaN and ``judged`` False
+    (reported, not a refusal), like the binary fairness support rule."""
+    from pipeline.steps.evaluate import error_ratio_of
+
+    judged = dict(groups)
+    metric = groups["metric"]
+    per_group: dict[str, dict[str, Any]] = groups.get("groups", {})
+    minimum = thresholds.min_slice_rows
+    thin = {g: v["rows"] for g, v in per_group.items() if v["rows"] < minimum}
+    supported = {g: v for g, v in per_group.items() if g not in thin}
+    judged.update(error_ratio_of(supported, metric))
+    notes: list[str] = []
+    judged["judged"] = len(supported) >= 2
+    if thin:
+        named = ", ".join(f"group {g!r} has {n} rows" for g, n in sorted(thin.items()))
+        why = f"too few to judge (needs >= {minimum}, min_slice_rows)"
+        notes.append(f"error_ratio: {named}: {why}; left out of the ratio" if judged["judged"]
+                     else f"error_ratio not judged: {named}: {why}; not a refusal")
+    judged["notes"] = notes
+    return judged
+
+
+def judge_regression(
+    holdout: pd.DataFrame,
+    challenger_pred: np.ndarray,
+    champion_pred: np.ndarray | None,
+    thresholds: RegressionThresholds,
+    *,
+    champion_version: str | None = None,
+) -> GateReport:
+    """The regression gate (module docstring): floor, paired bootstrap, slices, group bound.
+
+    Reasons name the metric, both models' figures and the bound they crossed. Raises
+    ``ValueError`` on malformed input (lengths, non-finite predictions, an unknown metric)."""
+    from pipeline.steps.evaluate import REGRESSION_ERRORS, check_scores, evaluate
+
+    metric = schema.GATE_METRIC
+    if metric not in REGRESSION_ERRORS:
+        raise ValueError(f"gate.metric {metric!r} is not a regression error; known: {', '.join(REGRESSION_ERRORS)}")
+    name = metric_label(metric)
+    y = schema.target(holdout)
+    challenger = evaluate(holdout, challenger_pred)
+    champion = None
+    if champion_pred is not None:
+        champion_pred = check_scores(champion_pred, len(holdout), "champion")
+        champion = evaluate(holdout, champion_pred)
+    reasons: list[str] = []
+
+    r2 = challenger.metrics["r2"]
+    if not r2 > 0:  # also catches NaN (a constant label)
+        reasons.append(f"floor: challenger R² {r2:.4f} is not above 0: it predicts no better than the "
+                       f"holdout's mean (RMSE {challenger.metrics['rmse']:.4f})")
+
+    bootstrap = differences = None
+    if champion is not None:
+        bootstrap = paired_bootstrap_error(y, challenger_pred, champion_pred, metric=metric,  # type: ignore[arg-type]
+                                           samples=thresholds.bootstrap_samples, confidence=thresholds.confidence,
+                                           seed=thresholds.seed)
+        differences = bootstrap.pop("differences")
+        champion_error = champion.metrics[metric]
+        bound = thresholds.error_tolerance * champion_error
+        bootstrap.update(tolerance=thresholds.error_tolerance, champion_error=champion_error, bound=bound)
+        if bootstrap["ci_high"] > bound:
+            reasons.append(
+                f"paired bootstrap: the {thresholds.confidence:.0%} CI of the {name} difference (challenger - "
+                f"champion) [{bootstrap['ci_low']:+.4f}, {bootstrap['ci_high']:+.4f}] reaches above +{bound:.4f} "
+                f"(error_tolerance {thresholds.error_tolerance} x champion {name} {champion_error:.4f}; "
+                f"challenger {challenger.metrics[metric]:.4f})"
+            )
+
+    slices = _regression_slices(challenger, champion, metric, thresholds)
+    for s in slices:
+        if s["judged"] == "yes" and not s["change"] <= s["bound"]:
+            reasons.append(
+                f"slice regression: {s['column']}={s['value']} {name} {s[f'challenger_{metric}']:.4f} vs champion "
+                f"{s[f'champion_{metric}']:.4f} ({s['change']:+.4f}, bound +{s['bound']:.4f} = slice_tolerance "
+                f"{thresholds.slice_tolerance} x champion's; {s['rows']} rows)"
+            )
+
+    groups = challenger.fairness
+    if groups["attribute"] is None:
+        groups = {**groups, "judged": False, "notes": ["no sensitive attribute is configured: group errors are "
+                                                       "not judged"]}
+    elif thresholds.max_group_error_ratio is None:
+        groups = {**groups, "judged": False, "notes": ["max_group_error_ratio is not set: group errors are "
+                                                       "reported, not judged"]}
+    else:
+        groups = supported_group_errors(groups, thresholds)
+        ratio = groups["error_ratio"]
+        if groups["judged"] and not ratio <= thresholds.max_group_error_ratio:
+            worst, best = groups["worst_group"], groups["best_group"]
+            reasons.append(
+                f"group errors: across {groups['attribute']}, group {worst!r} has {name} "
+                f"{groups['groups'][worst][metric]:.4f} and group {best!r} {groups['groups'][best][metric]:.4f}: "
+                f"a ratio of {ratio:.4f}, above the bound {thresholds.max_group_error_ratio} (max_group_error_ratio)"
+            )
+
+    return GateReport(
+        passed=not reasons,
+        reasons=reasons,
+        thresholds=asdict(thresholds),
+        challenger={"task": "regression", "gate_metric": metric, "metrics": challenger.metrics},
+        champion=None if champion is None else {"version": champion_version, "metrics": champion.metrics},
+        bootstrap=bootstrap,
+        slices=slices,
+        fairness=groups,
+        bootstrap_differences=differences,
+    )

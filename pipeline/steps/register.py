@@ -51,7 +51,7 @@ LINEAGE_TAGS = (
 )
 """Tags every model version must carry. Parameters and metrics are not copied into tags:
 they live on the version's run (``run_id``) as params and metrics, and in the model card."""
-SKOPS_TRUSTED_TYPES = ("xgboost.core.Booster", "xgboost.sklearn.XGBClassifier")
+SKOPS_TRUSTED_TYPES = ("xgboost.core.Booster", "xgboost.sklearn.XGBClassifier", "xgboost.sklearn.XGBRegressor")
 """Types skops may load besides sklearn's own; saved in the MLmodel file, so a plain
 ``mlflow.sklearn.load_model`` trusts exactly these and nothing else."""
 
@@ -127,25 +127,32 @@ def git_commit(repo: Path = REPO_ROOT) -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
+def _column_type(name: str) -> str:
+    """MLflow's type of a contract column: ``long`` (integer), ``double`` (number), ``string`` (category)."""
+    if name in schema.INTEGER_FEATURES:
+        return "long"
+    return "double" if name in schema.NUMERIC_FEATURES else "string"
+
+
 def model_signature() -> ModelSignature:
-    """The 14 feature columns in, ``long`` label out; the nullable categoricals are optional."""
+    """The contract's feature columns in (nullable ones optional) and the prediction out:
+    the ``long`` class label (binary) or a ``double`` (regression)."""
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
     inputs = Schema(
-        [
-            ColSpec("long" if name in schema.NUMERIC_FEATURES else "string", name, required=name not in schema.NULLABLE_FEATURES)
-            for name in schema.FEATURES
-        ]
+        [ColSpec(_column_type(name), name, required=name not in schema.NULLABLE_FEATURES) for name in schema.FEATURES]
     )
-    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("long")]))
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("long" if schema.IS_CLASSIFIER else "double")]))
 
 
 def dataset_schema() -> Schema:
     """A split's columns as MLflow's dataset records them: the signature's features, then the label."""
     from mlflow.types.schema import ColSpec, Schema
 
-    return Schema([*model_signature().inputs.inputs, ColSpec("long", schema.LABEL)])
+    label = schema.PROJECT.data.column(schema.LABEL)
+    kind = {"integer": "long", "number": "double"}.get(label.type, "string")
+    return Schema([*model_signature().inputs.inputs, ColSpec(kind, schema.LABEL)])
 
 
 def contract_dataset(frame: pd.DataFrame, *, source: str, name: str) -> Any:
@@ -164,6 +171,15 @@ def contract_dataset(frame: pd.DataFrame, *, source: str, name: str) -> Any:
             return dataset_schema()
 
     return ContractDataset(df=frame, source=resolve_dataset_source(source), targets=schema.LABEL, name=name)
+
+
+def _trusted_types(candidate: Candidate) -> list[str]:
+    """Types beyond sklearn's own a team's trainer's model needs skops to trust (none for XGBoost's)."""
+    if candidate.training.get("trainer", "xgboost") == "xgboost":
+        return []
+    from training.entry_point import loadable_types
+
+    return loadable_types(candidate.model, candidate.training["trainer"])
 
 
 def _pip_requirements() -> list[str]:
@@ -236,7 +252,7 @@ def _register(candidate: Candidate, *, tracking_uri: str, artifact_location: str
                 input_example=example,
                 pip_requirements=_pip_requirements(),
                 serialization_format="skops",
-                skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
+                skops_trusted_types=sorted({*SKOPS_TRUSTED_TYPES, *_trusted_types(candidate)}),
             )
         artifact_uri = run.info.artifact_uri.rstrip("/")
         gate_report_uri = f"{artifact_uri}/gate/gate_report.json"

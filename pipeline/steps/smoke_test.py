@@ -35,7 +35,9 @@ class KnownPrediction:
 
     body: dict[str, Any]
     predictions: list[Any]
-    probabilities: list[float]
+    probabilities: list[float] | None
+    """The positive class's probability per row (binary); None for a regressor, whose
+    predictions are the numbers compared."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,11 @@ def known_prediction(tracking_uri: str, model_name: str, version: str) -> KnownP
     if example is None:
         raise ValueError(f"{uri} has no input example; the smoke test needs one to compare against")
     model = mlflow.sklearn.load_model(local)
-    proba = model.predict_proba(example)
     records = [{k: _json_ready(v) for k, v in row.items()} for row in example.astype(object).to_dict(orient="records")]  # type: ignore[attr-defined]  # a DataFrame for an sklearn flavour; MLflow types it as any example
+    if not callable(getattr(model, "predict_proba", None)):
+        return KnownPrediction(body={"dataframe_records": records},
+                               predictions=[float(v) for v in model.predict(example)], probabilities=None)
+    proba = model.predict_proba(example)
     return KnownPrediction(
         body={"dataframe_records": records},
         predictions=[_json_ready(v) for v in model.classes_[proba.argmax(axis=1)]],
@@ -104,6 +109,23 @@ def _post_json(url: str, body: dict[str, Any], timeout_s: float) -> tuple[int, b
         return int(exc.code), exc.read()
 
 
+def _compare(got: dict[str, Any], expected: KnownPrediction, tolerance: float) -> SmokeCheck:
+    """The served answer against the offline one: labels equal and probabilities within
+    ``tolerance`` (binary), or each number within ``tolerance`` relative to its size (regression)."""
+    if expected.probabilities is None:
+        pairs = list(zip(got["predictions"], expected.predictions, strict=True))
+        worst = max((abs(a - b) / max(1.0, abs(b)) for a, b in pairs), default=0.0)
+        return SmokeCheck("known_prediction", worst <= tolerance,
+                          f"{len(pairs)} rows; largest relative prediction difference {worst:.2e} (tolerance {tolerance:g})")
+    worst = max((abs(a - b) for a, b in zip(got["probabilities"], expected.probabilities, strict=True)), default=0.0)
+    labels_equal = got["predictions"] == expected.predictions
+    return SmokeCheck(
+        "known_prediction", labels_equal and worst <= tolerance,
+        f"{len(expected.probabilities)} rows; largest probability difference {worst:.2e} "
+        f"(tolerance {tolerance:g}); labels {'equal' if labels_equal else 'differ'}",
+    )
+
+
 def run_smoke_test(
     url: str,
     expected: KnownPrediction,
@@ -126,19 +148,7 @@ def run_smoke_test(
         if status != 200:
             checks.append(SmokeCheck("known_prediction", False, f"POST /invocations answered {status}: {raw[:300]!r}"))
         else:
-            got = json.loads(raw)
-            worst = max(
-                (abs(a - b) for a, b in zip(got["probabilities"], expected.probabilities, strict=True)), default=0.0
-            )
-            same = got["predictions"] == expected.predictions and worst <= tolerance
-            checks.append(
-                SmokeCheck(
-                    "known_prediction",
-                    same,
-                    f"{len(expected.probabilities)} rows; largest probability difference {worst:.2e} "
-                    f"(tolerance {tolerance:g}); labels {'equal' if got['predictions'] == expected.predictions else 'differ'}",
-                )
-            )
+            checks.append(_compare(json.loads(raw), expected, tolerance))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         checks.append(SmokeCheck("known_prediction", False, f"POST /invocations failed: {type(exc).__name__}: {exc}"))
     try:

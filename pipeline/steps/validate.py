@@ -1,9 +1,9 @@
-"""Validate step: the data contract of ``pipeline.schema``, declared with pandera.
+"""Validate step: the data contract of the project configuration (``pipeline.schema``), declared with pandera.
 
 Every check runs (pandera's lazy mode), so one report lists every problem in a file
-rather than the first: missing columns, wrong types, values out of range, too many
-nulls, too many duplicate rows, a label that is not 0/1, a single class or a minority
-class too small to learn from. A failed validation stops the run before anything is
+rather than the first: missing columns, wrong types, values out of range or not among
+the declared categories, too many nulls, too many duplicate rows, a label outside its
+declared values, a single class or a minority class too small to learn from. A failed validation stops the run before anything is
 trained or registered.
 """
 
@@ -106,8 +106,55 @@ class DataValidationError(ValueError):
         super().__init__(f"data validation failed ({len(report.failures)} checks):\n{report.summary()}")
 
 
+def _numeric_column(pa: Any, name: str, *, nullable: bool, null_check: Any) -> pa.Column:
+    """A ``number`` or ``integer`` column: its declared range, and integral values for an integer.
+
+    An integer column with a missing value reads as float64 (pandas has no NaN in int64),
+    so integers are checked by value, not by dtype."""
+    dtype = "int64" if name in schema.INTEGER_FEATURES and not nullable else None
+    checks = [] if dtype else [pa.Check(lambda s: bool(_is_number_dtype(s)), name="numeric_dtype", element_wise=False)]
+    bounds = schema.NUMERIC_RANGES.get(name)
+    if bounds is not None:
+        checks.append(pa.Check.in_range(*bounds))
+    if name in schema.INTEGER_FEATURES:
+        checks.append(pa.Check(lambda s: s.isna() | (s == s.round()), name="integer_values", element_wise=False))
+    if nullable:
+        checks.append(null_check)
+    return pa.Column(dtype, checks, nullable=nullable, name=name)
+
+
+def _is_number_dtype(series: pd.Series) -> bool:
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    return is_numeric_dtype(series) and not is_bool_dtype(series)
+
+
+def _label_column(pa: Any, minority: float) -> pa.Column:
+    """The label: its declared values (binary: both classes, the minority large enough to
+    learn from) or a number in its declared range (regression); never null."""
+    label = schema.PROJECT.data.column(schema.LABEL)
+    checks = []
+    if label.values:
+        checks.append(pa.Check.isin([str(v) for v in label.values] if label.type == "category" else list(label.values)))
+    if label.type == "number":
+        checks.append(pa.Check(lambda s: bool(_is_number_dtype(s)), name="numeric_dtype", element_wise=False))
+    if label.type != "category":
+        if label.minimum is not None and label.maximum is not None:
+            checks.append(pa.Check.in_range(label.minimum, label.maximum))
+    if schema.IS_CLASSIFIER:
+        checks += [
+            pa.Check(lambda s: bool(s.nunique() == 2), name="both_classes"),
+            pa.Check(
+                lambda s: bool(len(s) > 0 and s.value_counts(normalize=True).min() >= minority and s.nunique() == 2),
+                name="min_minority_share",
+            ),
+        ]
+    dtype = "int64" if label.type == "integer" else (str if label.type == "category" else None)
+    return pa.Column(dtype, checks, nullable=False, name=schema.LABEL)
+
+
 def build_schema(thresholds: ValidationThresholds) -> pa.DataFrameSchema:
-    """The pandera schema of one Adult row plus the frame-level checks (duplicates, size)."""
+    """The pandera schema of one row of the active contract plus the frame-level checks (duplicates, size)."""
     import pandera.pandas as pa
 
     def null_fraction_check() -> pa.Check:
@@ -119,30 +166,19 @@ def build_schema(thresholds: ValidationThresholds) -> pa.DataFrameSchema:
         )
 
     columns: dict[str, pa.Column] = {}
-    for name, (low, high) in schema.NUMERIC_RANGES.items():
-        columns[name] = pa.Column(
-            "int64", pa.Check.in_range(low, high), nullable=False, name=name
-        )
+    for name in schema.NUMERIC_FEATURES:
+        columns[name] = _numeric_column(pa, name, nullable=name in schema.NULLABLE_FEATURES,
+                                        null_check=null_fraction_check())
     for name in schema.CATEGORICAL_FEATURES:
         nullable = name in schema.NULLABLE_FEATURES
         checks = [pa.Check.str_length(min_value=1)]
+        allowed = schema.CATEGORY_VALUES.get(name)
+        if allowed:
+            checks.append(pa.Check.isin([str(v) for v in allowed], name="declared_values"))
         if nullable:
             checks.append(null_fraction_check())
         columns[name] = pa.Column(str, checks, nullable=nullable, name=name)
-    minority = thresholds.min_minority_share
-    columns[schema.LABEL] = pa.Column(
-        "int64",
-        [
-            pa.Check.isin([0, 1]),
-            pa.Check(lambda s: bool(s.nunique() == 2), name="both_classes"),
-            pa.Check(
-                lambda s: bool(len(s) > 0 and s.value_counts(normalize=True).min() >= minority and s.nunique() == 2),
-                name="min_minority_share",
-            ),
-        ],
-        nullable=False,
-        name=schema.LABEL,
-    )
+    columns[schema.LABEL] = _label_column(pa, thresholds.min_minority_share)
     max_dup = thresholds.max_duplicate_fraction
     min_rows = thresholds.min_rows
     return pa.DataFrameSchema(
@@ -172,11 +208,16 @@ def _measure(frame: pd.DataFrame, column: str, check: str, thresholds: Validatio
     if check in ("both_classes", "min_minority_share") and column in frame:
         shares = frame[column].value_counts(normalize=True).round(4).to_dict()
         if check == "both_classes":
-            return f"label needs both classes 0 and 1; class shares {shares}"
+            return f"label needs both classes; class shares {shares}"
         return f"minority class share below {thresholds.min_minority_share}; class shares {shares}"
-    if check.startswith("dtype") and column in frame:
+    if _is_type_check(check) and column in frame:
         return f"found dtype {frame[column].dtype}"
     return ""
+
+
+def _is_type_check(check: str) -> bool:
+    """A column-type check: pandera's dtype check, or a number column's ``numeric_dtype``."""
+    return check.startswith("dtype") or check == "numeric_dtype"
 
 
 def _one_failure_per_mistyped_column(frame: pd.DataFrame, failures: list[Failure]) -> list[Failure]:
@@ -188,14 +229,14 @@ def _one_failure_per_mistyped_column(frame: pd.DataFrame, failures: list[Failure
     of such a column say nothing about the data, so only the type failure stays."""
     import pandas as pd
 
-    mistyped = {f.column for f in failures if f.check.startswith("dtype") and f.column in frame}
+    mistyped = {f.column for f in failures if _is_type_check(f.check) and f.column in frame}
     if not mistyped:
         return failures
     kept = []
     for failure in failures:
         if failure.column not in mistyped:
             kept.append(failure)
-        elif failure.check.startswith("dtype"):
+        elif _is_type_check(failure.check):
             values = frame[failure.column]
             bad = values[values.notna() & pd.to_numeric(values, errors="coerce").isna()]
             if bad.empty:
@@ -248,6 +289,28 @@ def validate_frame(
     return ValidationReport(
         source=source, rows=int(len(frame)), thresholds=asdict(thresholds), failures=failures
     )
+
+
+class ConfigurationContradictsData(ValueError):
+    """The project configuration does not describe this data (exit 2: fix the file, not the data)."""
+
+
+def require_configuration_fits(frame: pd.DataFrame) -> None:
+    """Refuse data the active configuration cannot describe, naming the key and the column.
+
+    What the configuration chose: the label column exists, is numeric for regression,
+    has exactly two values including ``positive_class`` for binary; the slice and
+    sensitive columns exist. A declared feature column that is missing is the data's
+    fault on a later commit (a broken extract): validation reports it with the rest
+    (exit 4), so it is not repeated here."""
+    from pipeline.project import check_data
+
+    problems = [p for p in check_data(schema.PROJECT, frame) if not p.startswith("data.columns[")]
+    if problems:
+        raise ConfigurationContradictsData(
+            f"{schema.PROJECT_PATH} does not describe this data ({len(problems)} problem(s)):\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
 
 
 def require_valid(frame: pd.DataFrame, thresholds: ValidationThresholds, *, source: str) -> ValidationReport:

@@ -128,3 +128,16 @@ def test_train_without_a_channel_fails_with_a_message(tmp_path: Path) -> None:
                                f"{root_owned_dir(tmp_path / 'model')}:/opt/ml/model"])
     assert result.returncode == 2
     assert "/opt/ml/input/data/train" in result.stderr
+
+
+def test_the_image_follows_the_project_configuration_of_its_commit() -> None:
+    """The jobs read the contract, gate and trainer from the project file the image was
+    built with (``/opt/program/project.yaml``), the same file the laptop runs."""
+    from pipeline import schema
+
+    probe = ("import json; from pipeline import schema; print(json.dumps([str(schema.PROJECT_PATH), "
+             "schema.MODEL_NAME, list(schema.FEATURES), schema.GATE_METRIC]))")
+    result = run_to_completion("training", ["python", "-c", probe], options=["--network", "none", "--entrypoint", ""])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["/opt/program/project.yaml", schema.MODEL_NAME, list(schema.FEATURES),
+                                         schema.GATE_METRIC]

@@ -102,6 +102,7 @@ def test_prod_is_strict_and_dev_relaxes_only_what_its_file_says() -> None:
     ("dev", {"monitorSchedule": "hourly"}, "monitorSchedule"),
     ("dev", {"gpuNodeMax": "two"}, "gpuNodeMax"),
     ("dev", {"gpuCapcityType": "SPOT"}, "gpuCapcityType"),
+    ("dev", {"modelName": "another-model"}, "modelName"),
     ("dev", {"mlflowAdminPassword": "in-plain-text-in-the-file"}, "mlflowAdminPassword"),
 ])
 def test_bad_config_is_refused_naming_the_key(stack: str, overrides: dict[str, Any], key: str) -> None:

@@ -70,3 +70,45 @@ def test_a_delivery_candidate_is_not_called_champion() -> None:
     candidate = replace(_candidate(passed=True, reasons=[]), release_alias="candidate")
     card = model_card(candidate, run_id="r", git_commit="c")
     assert "became the release `candidate`" in card and "promoted to `champion`" not in card
+
+
+def _regression_candidate(*, passed: bool, reasons: list[str], champion: str | None = "3") -> Candidate:
+    from dataclasses import replace
+
+    gate = {
+        "passed": passed,
+        "reasons": reasons,
+        "thresholds": {"error_tolerance": 0.02, "max_group_error_ratio": 1.5},
+        "challenger": {"task": "regression", "gate_metric": "rmse", "metrics": {"rmse": 1.01, "mae": 0.8, "r2": 0.9}},
+        "champion": {"version": champion, "metrics": {"rmse": 1.02, "mae": 0.81, "r2": 0.89}} if champion else None,
+        "bootstrap": {"metric": "rmse", "samples": 1000, "confidence": 0.95, "mean_difference": -0.01,
+                      "ci_low": -0.03, "ci_high": 0.01, "tolerance": 0.02, "champion_error": 1.02,
+                      "bound": 0.0204} if champion else None,
+        "slices": [{"column": "region", "value": "east", "rows": 1000, "metric": "rmse", "challenger_rmse": 1.3,
+                    "champion_rmse": 1.0, "change": 0.3, "bound": 0.05, "judged": "yes"}],
+        "fairness": {"attribute": "group", "metric": "rmse", "worst_group": "F", "best_group": "M",
+                     "error_ratio": 1.2, "groups": {"F": {"rows": 1470, "rmse": 1.1, "mae": 0.9},
+                                                    "M": {"rows": 1470, "rmse": 0.92, "mae": 0.7}}, "notes": []},
+    }
+    return replace(_candidate(passed=passed, reasons=reasons, champion=champion), model_name="prices", gate=gate,
+                   metrics={"holdout_rmse": 1.01, "holdout_mae": 0.8, "holdout_r2": 0.9})
+
+
+def test_a_regression_card_speaks_of_its_error_slices_and_groups() -> None:
+    card = model_card(_regression_candidate(passed=True, reasons=[]), run_id="r", git_commit="c")
+    assert "**Gate: passed** against champion v3" in card
+    assert "| rmse | 1.0100 | 1.0200 |" in card and "| r2 | 0.9000 | 0.8900 |" in card
+    assert ("Paired bootstrap of the RMSE difference (challenger - champion), 1000 resamples: mean -0.0100, "
+            "95% interval [-0.0300, +0.0100] against a bound of +0.0204 (0.02 x the champion's RMSE 1.0200).") in card
+    assert "## Slices (RMSE on the holdout; lower is better)" in card
+    assert "| region=east | 1000 | 1.3000 | 1.0000 | +0.3000 |" in card
+    assert "## Group errors across `group`" in card and "F: 1.1000 over 1470 rows" in card
+    assert "(F / M): 1.2000, bound 1.5." in card
+    assert "ROC AUC" not in card and "roc_auc" not in card and "Fairness" not in card
+
+
+def test_a_first_regression_model_names_the_rules_that_applied() -> None:
+    card = model_card(_regression_candidate(passed=False, reasons=["floor: challenger R² -0.1000"], champion=None),
+                      run_id="r", git_commit="c")
+    assert "(first model: the no-skill floor and the group-error bound apply)" in card
+    assert "- floor: challenger R² -0.1000" in card and "bootstrap" not in card.lower()

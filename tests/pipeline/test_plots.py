@@ -80,3 +80,27 @@ def test_the_docs_name_every_picture_and_where_it_is_logged() -> None:
     text = (REPO_ROOT / "docs" / "pipeline.md").read_text()
     missing = [name for name in plots.GATE_PLOT_FILES if f"`plots/{name}`" not in text]
     assert not missing, f"docs/pipeline.md does not name {missing}"
+
+
+def test_every_regression_picture_of_a_decision_against_a_champion(use_project, tmp_path: Path) -> None:
+    from tests.pipeline.regression_case import noisy, regression_frame, write_project
+
+    frame = regression_frame()
+    thresholds = use_project(write_project(tmp_path, frame)).THRESHOLDS
+    champion = noisy(frame, 1.0, seed=1)
+    challenger = noisy(frame, 1.2, seed=2)
+    report = judge(frame, challenger, champion, thresholds)
+    assert not report.passed, "the picture of a refusal"
+    written = plots.gate_plots(schema.target(frame), challenger, champion, report, tmp_path / "plots", frame=frame)
+    assert sorted(p.name for p in written) == sorted(plots.REGRESSION_GATE_PLOT_FILES)
+    for path in written:
+        _assert_png(path)
+    first = judge(frame, challenger, None, thresholds)
+    names = {p.name for p in plots.gate_plots(schema.target(frame), challenger, None, first, tmp_path / "first")}
+    assert names == {"predicted_vs_actual.png"}, "no champion: no bootstrap; no holdout rows: no residual slices"
+
+
+def test_the_docs_name_every_regression_picture() -> None:
+    text = (REPO_ROOT / "docs" / "pipeline.md").read_text()
+    missing = [name for name in plots.REGRESSION_GATE_PLOT_FILES if f"`plots/{name}`" not in text]
+    assert not missing, f"docs/pipeline.md does not name {missing}"

@@ -1,6 +1,6 @@
 """The project configuration (issue 14): loading refuses every mistake by its key path,
 ``check_data`` refuses a configuration that contradicts its data, ``profile``/``render``
-round-trip, and the shipped ``project.yaml`` is the contract ``pipeline/schema.py`` declares."""
+round-trip, and each shipped example describes its shipped data."""
 
 from __future__ import annotations
 
@@ -343,28 +343,40 @@ def test_profile_refuses_a_label_it_cannot_use(frame: pd.DataFrame, label: str, 
 
 
 # ---------------------------------------------------------------------------------------
-# The shipped example is the contract pipeline/schema.py declares today
+# The shipped examples describe their shipped data
 # ---------------------------------------------------------------------------------------
 
+SHIPPED_EXAMPLES = [
+    (SHIPPED, REPO_ROOT / "data" / "adult.csv.gz"),
+    (REPO_ROOT / "examples" / "california-housing.yaml", REPO_ROOT / "data" / "california_housing.csv.gz"),
+]
 
-def test_shipped_project_yaml_equals_pipeline_schema() -> None:
+
+@pytest.mark.parametrize(("project_file", "data_file"), SHIPPED_EXAMPLES, ids=["adult", "california-housing"])
+def test_each_shipped_project_describes_its_shipped_data(project_file: Path, data_file: Path, use_project) -> None:
+    """The configuration fits the data and the data passes the validation it builds."""
+    from pipeline.data import load_dataset
+    from pipeline.steps.validate import ValidationThresholds, validate_frame
+
+    frame = load_dataset(data_file)
+    project = load(project_file)
+    assert check_data(project, frame) == []
+    use_project(project_file)
+    report = validate_frame(frame, ValidationThresholds(), source=str(data_file))
+    assert report.passed, report.summary()
+
+
+def test_the_adult_example_keeps_the_contract_its_models_were_trained_on() -> None:
+    """Champions registered before the file existed were trained on exactly these columns."""
     project = load(SHIPPED)
-    assert project.model_name == schema.DEFAULT_MODEL_NAME
-    assert project.task == "binary"
-    assert project.data.names == schema.COLUMNS
-    assert project.data.label == schema.LABEL and project.data.positive_class == 1
-    assert project.data.features == schema.FEATURES
-    by_type = {kind: tuple(c.name for c in project.data.columns if c.type == kind and c.name != schema.LABEL)
-               for kind in ("integer", "number", "category")}
-    assert by_type == {"integer": schema.NUMERIC_FEATURES, "number": (), "category": schema.CATEGORICAL_FEATURES}
-    ranges = {c.name: (c.minimum, c.maximum) for c in project.data.columns if c.type == "integer" and c.name != schema.LABEL}
-    assert ranges == schema.NUMERIC_RANGES
-    label = project.data.column(schema.LABEL)
-    assert (label.type, label.nullable, label.minimum, label.maximum) == ("integer", False, 0, 1)
-    assert tuple(c.name for c in project.data.columns if c.nullable) == schema.NULLABLE_FEATURES
-    assert project.slices == schema.SLICE_COLUMNS
-    assert project.sensitive_attribute == schema.SENSITIVE_ATTRIBUTE
-    assert project.training.entry_point == "xgboost"
+    assert (project.model_name, project.task, project.data.label, project.data.positive_class) == (
+        "adult-income", "binary", "label", 1)
+    assert project.data.features == (
+        "age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
+        "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country")
+    assert [c.name for c in project.data.columns if c.nullable] == ["workclass", "occupation", "native_country"]
+    assert (project.slices, project.sensitive_attribute, project.training.entry_point) == (
+        ("sex", "race"), "sex", "xgboost")
 
 
 def test_shipped_gate_section_lists_every_gate_threshold_at_its_default() -> None:

@@ -288,3 +288,23 @@ def test_spec_refuses_gate_that_is_not_thresholds() -> None:
 def test_compile_refuses_something_that_is_not_a_spec() -> None:
     with pytest.raises(TypeError, match="PipelineSpec"):
         compile_pipeline_definition(dataclasses.asdict(make_spec()))  # type: ignore[arg-type]
+
+
+def test_a_regression_project_compiles_its_own_gate_and_model_name(use_project) -> None:
+    """The definition carries the active project's task: its thresholds (regression's, as
+    the Processing job's step command parses them back) and its model name."""
+    from pipeline import schema
+    from pipeline.commands.step import allowed_params
+    from pipeline.project import active_thresholds
+    from pipeline.schema import REPO_ROOT
+
+    use_project(REPO_ROOT / "examples" / "california-housing.yaml")
+    spec = make_spec(gate=dataclasses.replace(schema.THRESHOLDS, error_tolerance=0.03))
+    gate = steps_by_name(json.loads(compile_pipeline_definition(spec)))["EvaluateAndGate"]["Arguments"]
+    args = gate["AppSpecification"]["ContainerArguments"]
+    parsed = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--param")
+    assert set(parsed) <= allowed_params("gate")
+    assert active_thresholds(parsed) == spec.gate
+    assert gate["Environment"]["MLOPS_MODEL_NAME"] == "california-housing"
+    with pytest.raises(ValueError, match="RegressionThresholds"):
+        make_spec()  # the binary thresholds are not this project's

@@ -55,3 +55,31 @@ def test_fairness_figures_are_pinned_on_a_small_frame() -> None:
     }
     assert f["demographic_parity_difference"] == pytest.approx(0.6 - 0.25)
     assert f["equal_opportunity_difference"] == pytest.approx(2 / 3 - 0.5)
+
+
+def test_a_yes_no_label_without_a_sensitive_attribute(use_project, tmp_path) -> None:
+    """The label is read through ``schema.target`` (a "yes"/"no" label scores like 1/0), and
+    a project with no sensitive attribute reports no fairness gaps and is not refused for them."""
+    from dataclasses import replace
+
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.project import profile, render
+    from pipeline.steps.gate import GateThresholds, judge
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=600)
+    frame = pd.DataFrame({"x": x, "label": np.where(x + rng.normal(0, 0.5, 600) > 0, "yes", "no")})
+    project = replace(profile(frame, "label", "binary", model_name="yes-no"), sensitive_attribute=None)
+    assert project.data.positive_class == "yes"
+    (tmp_path / "project.yaml").write_text(render(project))
+    use_project(tmp_path / "project.yaml")
+    proba = 1 / (1 + np.exp(-3 * x))
+    result = evaluate(frame, proba)
+    assert result.metrics["roc_auc"] == pytest.approx(roc_auc_score(frame["label"] == "yes", proba))
+    assert result.fairness["attribute"] is None and result.fairness["groups"] == {}
+    report = judge(frame, proba, None, GateThresholds(min_roc_auc=0.8))
+    assert report.passed, report.reasons
+    assert report.fairness["notes"] == ["no sensitive attribute is configured: fairness is not judged"]
+    assert "## Fairness\n\n- no sensitive attribute is configured" in report.to_markdown()
+    assert "`None`" not in report.to_markdown()

@@ -55,7 +55,7 @@ def test_label_balance_and_values(adult_sample: pd.DataFrame) -> None:
     assert ("label", "min_minority_share") in _checks(report)
     three = adult_sample.copy()
     three.loc[:3, "label"] = 2
-    assert ("label", "isin([0, 1])") in _checks(validate_frame(three, ValidationThresholds(), source="x"))
+    assert ("label", "in_range(0, 1)") in _checks(validate_frame(three, ValidationThresholds(), source="x"))
 
 
 def test_too_few_rows_fail(adult_sample: pd.DataFrame) -> None:
