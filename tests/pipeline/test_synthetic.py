@@ -140,12 +140,12 @@ def test_synth_command_writes_csv_and_parquet(tmp_path: Path, capsys: pytest.Cap
 
 
 @pytest.fixture
-def diabetes(use_project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pd.DataFrame:
+def diabetes(use_project, tmp_path: Path) -> pd.DataFrame:
     """The regression project (scikit-learn's diabetes data) active; returns its rows."""
-    from tests.pipeline.monitoring.regression import activate, diabetes_frame, write_project
+    from tests.pipeline.monitoring.regression import diabetes_frame, write_project
 
     frame = diabetes_frame()
-    activate(use_project, monkeypatch, write_project(tmp_path, frame))
+    use_project(write_project(tmp_path, frame))
     return frame
 
 
@@ -180,6 +180,7 @@ def test_a_regression_project_gets_rows_of_its_own_contract(diabetes: pd.DataFra
     rows = generate_synthetic(3000, seed=1, drift=drift, reference=diabetes)
     assert len(rows) == 3000
     assert _contract_problems(rows) == []
+    assert validate_frame(rows, ValidationThresholds(), source="synthetic").passed
     pd.testing.assert_frame_equal(rows, generate_synthetic(3000, seed=1, drift=drift, reference=diabetes))
     assert rows.drop(columns=schema.LABEL).duplicated().mean() < 0.1  # jittered, not copies of 442 rows
     assert set(rows["sex"]) == {"one", "two"}

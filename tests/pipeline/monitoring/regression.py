@@ -44,18 +44,6 @@ def write_project(folder: Path, frame: pd.DataFrame, *, sensitive: str | None = 
     return path
 
 
-def activate(use_project: Any, monkeypatch: Any, path: Path) -> Any:
-    """``use_project(path)``, leaving ``MLOPS_PROJECT`` as the test found it.
-
-    ``use_project`` records the variable only after ``pipeline.schema.activate`` has set
-    it, so on its own it restores the test's project path, not the variable's absence,
-    and every later test would read this project. Recording it here first undoes that."""
-    from pipeline import schema
-
-    monkeypatch.setenv(schema.PROJECT_ENV, str(path))
-    return use_project(path)
-
-
 def fit_regressor(train: pd.DataFrame) -> Any:
     """A small linear model on the active contract's features (scaled numbers, one-hot categories)."""
     from sklearn.compose import ColumnTransformer

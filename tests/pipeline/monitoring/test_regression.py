@@ -21,18 +21,16 @@ from pipeline.monitoring.labels import LabelJoin, join_labels, label_targets, re
 from pipeline.monitoring.thresholds import Thresholds
 from pipeline.synthetic import generate_synthetic
 from tests.pipeline.monitoring.conftest import write_capture, write_labels
-from tests.pipeline.monitoring.regression import (
-    LABEL, MODEL_NAME, activate, diabetes_frame, fit_regressor, rmse, write_project,
-)
+from tests.pipeline.monitoring.regression import LABEL, MODEL_NAME, diabetes_frame, fit_regressor, rmse, write_project
 
 THRESHOLDS = Thresholds()
 
 
 @pytest.fixture
-def diabetes(use_project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pd.DataFrame:
+def diabetes(use_project, tmp_path: Path) -> pd.DataFrame:
     """The regression project active (gate metric RMSE, slice and sensitive attribute ``sex``)."""
     frame = diabetes_frame()
-    activate(use_project, monkeypatch, write_project(tmp_path, frame))
+    use_project(write_project(tmp_path, frame))
     return frame
 
 
@@ -81,14 +79,13 @@ def test_same_distribution_is_ok_and_reports_the_error(diabetes: pd.DataFrame, t
 
 
 @pytest.mark.parametrize("metric", ["rmse", "mae"])
-def test_errors_that_grow_are_a_performance_drop_named_by_slice(metric: str, use_project, monkeypatch: pytest.MonkeyPatch,
-                                                               tmp_path: Path) -> None:
+def test_errors_that_grow_are_a_performance_drop_named_by_slice(metric: str, use_project, tmp_path: Path) -> None:
     """Labels far from the predictions for one sex: the gate's error metric rises past the
     relative limit overall and in that slice, against the version's holdout metric."""
     from pipeline.project import Gate, RegressionThresholds
 
     frame = diabetes_frame()
-    activate(use_project, monkeypatch, write_project(tmp_path, frame, gate=Gate(metric, RegressionThresholds())))
+    use_project(write_project(tmp_path, frame, gate=Gate(metric, RegressionThresholds())))
     model = fit_regressor(frame)
     live = generate_synthetic(1200, seed=5, reference=frame)
     window, ids = window_of(tmp_path, live, model)
@@ -119,7 +116,7 @@ def test_large_drift_is_drift_and_moves_the_predictions(diabetes: pd.DataFrame, 
     assert result.prediction.drifted, "the predicted values moved with the inputs"
 
 
-def test_a_contract_of_numbers_only_with_open_bounds(use_project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_contract_of_numbers_only_with_open_bounds(use_project, tmp_path: Path) -> None:
     """No categorical feature and ``bmi`` bounded below only: drift and the range check
     still work (the open side is infinite), and a negative bmi is out of range."""
     frame = diabetes_frame().drop(columns="sex")
@@ -128,7 +125,7 @@ def test_a_contract_of_numbers_only_with_open_bounds(use_project, monkeypatch: p
     bmi = next(c for c in document["data"]["columns"] if c["name"] == "bmi")
     del bmi["max"]
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-    activate(use_project, monkeypatch, path)
+    use_project(path)
     assert schema.CATEGORICAL_FEATURES == () and "bmi" not in schema.NUMERIC_RANGES
     model = fit_regressor(frame)
     live = generate_synthetic(600, seed=7, reference=frame)
@@ -153,7 +150,7 @@ def test_regression_labels_are_numbers(diabetes: pd.DataFrame, tmp_path: Path) -
     assert sorted(joined.labels.tolist()) == [75.0, 151.5] and joined.malformed == 2
 
 
-def test_a_text_label_is_read_by_its_positive_class(use_project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_text_label_is_read_by_its_positive_class(use_project, tmp_path: Path) -> None:
     """A binary contract whose label is ``yes``/``no``: labels and the baseline's label
     become 1/0 by the positive class, and a value the label does not have is malformed."""
     from pipeline.project import profile, render
@@ -162,7 +159,7 @@ def test_a_text_label_is_read_by_its_positive_class(use_project, monkeypatch: py
     frame["high"] = np.where(frame.pop(LABEL) > 140, "yes", "no")
     project = dataclasses.replace(profile(frame, "high", "binary", model_name="diabetes-high"), slices=("sex",))
     (tmp_path / "project.yaml").write_text(render(project))
-    activate(use_project, monkeypatch, tmp_path / "project.yaml")
+    use_project(tmp_path / "project.yaml")
     assert schema.POSITIVE_CLASS == "yes"
     assert label_targets(pd.Series(["yes", "no", "maybe", "1"])).tolist()[:2] == [1.0, 0.0]
     assert label_targets(pd.Series(["maybe", "1"])).isna().all()
@@ -253,7 +250,7 @@ def test_the_monitor_runs_end_to_end_on_a_regression_model(diabetes: pd.DataFram
 
 
 def test_a_binary_label_without_a_declared_negative_class_takes_any_other_number(
-        use_project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        use_project, tmp_path: Path) -> None:
     """``positive_class: 1`` on an integer label with no range: 1 is positive, any other
     number negative; text is still malformed."""
     frame = diabetes_frame()
@@ -266,6 +263,6 @@ def test_a_binary_label_without_a_declared_negative_class_takes_any_other_number
     label["type"] = "integer"
     label.pop("min", None), label.pop("max", None)
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-    activate(use_project, monkeypatch, path)
+    use_project(path)
     targets = label_targets(pd.Series(["1", "0", "1.0", "7", "yes", ""]))
     assert targets.tolist()[:4] == [1.0, 0.0, 1.0, 0.0] and targets.iloc[4:].isna().all()
