@@ -46,7 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.local_store import LocalStore  # noqa: E402
-from pipeline.schema import FEATURES  # noqa: E402
+from pipeline import schema  # noqa: E402
 from serving.process import free_port, running_server  # noqa: E402
 
 
@@ -156,9 +156,9 @@ def _bodies() -> dict[str, bytes]:
     """The two request bodies: 1 and 100 rows of the dataset, as dataframe_split."""
     from tests.serving.model_factory import load_sample
 
-    frame = load_sample(100, seed=42)[list(FEATURES)].astype(object)
+    frame = load_sample(100, seed=42)[list(schema.FEATURES)].astype(object)
     rows = [[None if isinstance(v, float) and v != v else v for v in row] for row in frame.values.tolist()]
-    split = lambda n: json.dumps({"dataframe_split": {"columns": list(FEATURES), "data": rows[:n]}}).encode()  # noqa: E731
+    split = lambda n: json.dumps({"dataframe_split": {"columns": list(schema.FEATURES), "data": rows[:n]}}).encode()  # noqa: E731
     return {"1 row": split(1), "100 rows": split(100)}
 
 
@@ -232,12 +232,12 @@ def max_size_batch(cap: int = 6_291_456) -> tuple[bytes, int]:
     """The largest legal ``dataframe_split`` body under ``cap`` bytes, and its row count."""
     from tests.serving.model_factory import load_sample
 
-    frame = load_sample(1000, seed=5)[list(FEATURES)].astype(object)
+    frame = load_sample(1000, seed=5)[list(schema.FEATURES)].astype(object)
     sample = [[None if isinstance(v, float) and v != v else v for v in row] for row in frame.values.tolist()]
 
     def body(n: int) -> bytes:
         rows = [sample[i % len(sample)] for i in range(n)]
-        return json.dumps({"dataframe_split": {"columns": list(FEATURES), "data": rows}}).encode()
+        return json.dumps({"dataframe_split": {"columns": list(schema.FEATURES), "data": rows}}).encode()
 
     per_row = len(body(1000)) / 1000
     n = int(cap / per_row)

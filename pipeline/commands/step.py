@@ -171,19 +171,19 @@ def run_gate(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
     from pipeline.tracking_credentials import is_auth_refusal
 
     from pipeline.data import load_dataset
-    from pipeline.steps.evaluate import evaluate, predict_proba
+    from pipeline.steps.evaluate import evaluate, predictions
     from pipeline.project import active_thresholds
     from pipeline.steps.gate import judge, refusal
 
     _expect(inputs, 2, 3, "gate")
     thresholds = active_thresholds(_take(params, _threshold_fields()))
     holdout = load_dataset(_data_file(inputs[1]))
-    challenger = predict_proba(joblib.load(_model_file(inputs[0])), holdout)
+    challenger = predictions(joblib.load(_model_file(inputs[0])), holdout)
     metrics = evaluate(holdout, challenger)
     champion_proba = None
     try:
         champion = (joblib.load(_model_file(inputs[2])), "input") if len(inputs) > 2 else _registry_champion(params)
-        champion_proba = predict_proba(champion[0], holdout) if champion else None
+        champion_proba = predictions(champion[0], holdout) if champion else None
         report = judge(holdout, challenger, champion_proba, thresholds,
                        champion_version=champion[1] if champion else None)
     except Exception as exc:  # noqa: BLE001 - the gate fails closed: an error is a refusal
@@ -203,7 +203,7 @@ def run_gate(inputs: list[Path], out: Path, params: dict[str, str]) -> int:
     from pipeline import plots
     from pipeline import schema
 
-    plots.gate_plots(holdout[schema.LABEL].to_numpy(), challenger, champion_proba, report, out / "plots")
+    plots.gate_plots(schema.target(holdout), challenger, champion_proba, report, out / "plots", frame=holdout)
     print(f"gate {'passed' if report.passed else 'REFUSED'}" + "".join(f"\n  - {r}" for r in report.reasons))
     return int(ExitCode.OK)
 
