@@ -2,7 +2,8 @@
 
 Numeric features get PSI over baseline-decile bins and the two-sample Kolmogorov-Smirnov
 test; categorical features get PSI over their categories and scipy's chi-squared test of
-homogeneity; the predicted probabilities get the numeric treatment. A feature drifts only
+homogeneity; the predictions (a classifier's probabilities, a regressor's values) get the
+numeric treatment. A feature drifts only
 when its PSI is large *and* its test is significant (``Thresholds``): PSI says the shift
 matters, the test says the window is big enough to believe it. The statistics themselves
 live in ``pipeline.monitoring.stats``.
@@ -138,13 +139,14 @@ def feature_drift(baseline: pd.DataFrame, live: pd.DataFrame, thresholds: Thresh
     return results
 
 
-def prediction_drift(baseline_probabilities: np.ndarray, live_probabilities: np.ndarray, thresholds: Thresholds) -> FeatureDrift:
-    """Drift of the predicted probability of ``label == 1``, live against the baseline's
-    ``prediction`` column (PSI at the baseline's deciles, and KS)."""
+def prediction_drift(baseline_scores: np.ndarray, live_scores: np.ndarray, thresholds: Thresholds) -> FeatureDrift:
+    """Drift of the predictions, live against the baseline's ``prediction`` column (PSI at
+    the baseline's deciles, and KS): the probability of the positive class for a
+    classifier, the predicted value for a regressor (``analysis.live_scores``)."""
     return _numeric(
         [PREDICTION],
-        [np.asarray(baseline_probabilities, dtype=np.float64)],
-        [np.asarray(live_probabilities, dtype=np.float64)],
+        [np.asarray(baseline_scores, dtype=np.float64)],
+        [np.asarray(live_scores, dtype=np.float64)],
         "prediction",
         thresholds.prediction_psi_drift,
         thresholds,

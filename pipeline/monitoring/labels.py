@@ -64,17 +64,21 @@ class LabelJoin:
     """Labelled rows beyond ``WindowLimits.max_labelled_rows``, left out."""
 
 
-def _binary_classes() -> dict[str, float]:
-    """The label column's two values as the labels file may spell them, with their target.
+def _binary_classes() -> tuple[dict[str, float], bool]:
+    """The label column's two values as the labels file may spell them, with their target,
+    and whether the contract names the negative class at all.
 
     A category label declares its values; a number-typed one its range (``min``/``max``,
-    the two classes of a 0/1 label). The positive class is 1, the other 0."""
+    the two classes of a 0/1 label). The positive class is 1, the other 0. A label that
+    declares neither leaves the negative class open: any other value of its type is 0."""
     label = schema.PROJECT.data.column(schema.LABEL)
     positive = str(schema.POSITIVE_CLASS)
     if label.values:
         declared = [str(v) for v in label.values]
+    elif label.minimum is not None and label.maximum is not None:
+        declared = [str(v) for v in (label.minimum, label.maximum)]
     else:
-        declared = [str(v) for v in (label.minimum, label.maximum) if v is not None]
+        declared = []
     spelled: dict[str, float] = {}
     for value in {*declared, positive}:
         target = 1.0 if value == positive else 0.0
@@ -85,7 +89,7 @@ def _binary_classes() -> dict[str, float]:
                 spelled[repr(float(value))] = target
             except ValueError:
                 pass
-    return spelled
+    return spelled, len(set(declared) - {positive}) == 0
 
 
 def label_targets(text: pd.Series) -> pd.Series:
@@ -94,10 +98,15 @@ def label_targets(text: pd.Series) -> pd.Series:
     numbers = pd.to_numeric(text, errors="coerce")
     if not schema.IS_CLASSIFIER:
         return numbers.where(np.isfinite(numbers)).astype(np.float64)
-    spelled = _binary_classes()
+    spelled, open_negative = _binary_classes()
     by_text = text.map(spelled)
     by_number = numbers.map(lambda v: spelled.get(repr(float(v))) if pd.notna(v) else None)
-    return by_text.where(by_text.notna(), by_number).astype(np.float64)
+    targets = by_text.where(by_text.notna(), by_number).astype(np.float64)
+    if open_negative:
+        numeric = schema.PROJECT.data.column(schema.LABEL).type in ("integer", "number")
+        other = (np.isfinite(numbers) if numeric else text.ne("")) & targets.isna()
+        targets = targets.where(~other, 0.0)
+    return targets
 
 
 class LabelIndex:

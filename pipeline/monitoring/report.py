@@ -213,8 +213,9 @@ def write_report(
     """Write ``report.json``, ``report.md`` and the plots into ``folder``; returns it.
 
     Plots: the PSI bar chart, PSI over time when ``history`` holds earlier windows, the
-    distribution of the predictions (probabilities, or predicted values for regression), and one per drifted feature (or, when none
-    drifted, the three with the largest PSI), at most 14.
+    distribution of the predictions (probabilities, or predicted values for regression), and
+    one per drifted feature (or, when none drifted, the three with the largest PSI), at
+    most 14.
     """
     folder.mkdir(parents=True, exist_ok=True)
     plots: list[Path] = []

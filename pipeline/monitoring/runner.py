@@ -136,14 +136,24 @@ def retrain_argv(data: Path, tracking_uri: str, model_name: str) -> list[str]:
     ]
 
 
+def _child_stdout() -> int | None:
+    """Where the retrain's output goes: wherever our ``print`` goes now. With ``--json``
+    that is stderr (``pipeline.console`` keeps stdout for the one JSON document), and a
+    child inheriting file descriptor 1 would write its progress into that document. None
+    (inherit) when ``sys.stdout`` has no file descriptor (an in-memory stream)."""
+    try:
+        sys.stdout.flush()
+        return sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+
+
 def run_retrain(data: Path, tracking_uri: str, model_name: str) -> RetrainResult:
     """Run the commit pipeline on ``data`` as a subprocess and report the gate's outcome.
-    Its output streams through to our stderr: the monitor's stdout is its own result (the
-    ``--json`` document), which the retrain's summary must not interleave with."""
+    Its output streams through to ours (stderr under ``--json``)."""
     command = retrain_argv(data, tracking_uri, model_name)
     environment = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-    sys.stdout.flush()
-    code = subprocess.run(command, env=environment, check=False, stdout=sys.stderr).returncode
+    code = subprocess.run(command, env=environment, stdout=_child_stdout(), check=False).returncode
     try:
         meaning = RETRAIN_OUTCOMES.get(ExitCode(code), f"the retrain failed ({ExitCode(code).name.lower()})")
     except ValueError:

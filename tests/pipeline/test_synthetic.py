@@ -180,6 +180,7 @@ def test_a_regression_project_gets_rows_of_its_own_contract(diabetes: pd.DataFra
     rows = generate_synthetic(3000, seed=1, drift=drift, reference=diabetes)
     assert len(rows) == 3000
     assert _contract_problems(rows) == []
+    assert validate_frame(rows, ValidationThresholds(), source="synthetic").passed
     pd.testing.assert_frame_equal(rows, generate_synthetic(3000, seed=1, drift=drift, reference=diabetes))
     assert rows.drop(columns=schema.LABEL).duplicated().mean() < 0.1  # jittered, not copies of 442 rows
     assert set(rows["sex"]) == {"one", "two"}

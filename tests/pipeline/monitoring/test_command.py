@@ -105,6 +105,8 @@ def test_bad_arguments_are_usage_errors(registry, captures, tmp_path, capsys) ->
     assert "needs --stack" in capsys.readouterr().err
     assert monitor(registry, tmp_path, "--min-rows", "0") == ExitCode.USAGE
     assert "min_rows=0" in capsys.readouterr().err
+    assert monitor(registry, tmp_path, "--max-error-increase", "-0.1") == ExitCode.USAGE
+    assert "max_error_increase=-0.1 is negative" in capsys.readouterr().err
     assert monitor(registry, tmp_path, "--retrain", "--retrain-data", str(tmp_path / "none.csv")) == ExitCode.INVALID_DATA
 
 
@@ -162,6 +164,22 @@ def test_retrain_is_not_run_when_nothing_drifted(registry, captures, tmp_path, c
     monkeypatch.setattr(runner, "retrain_argv", lambda *_: pytest.fail("retrain must not run on an ok verdict"))
     assert monitor(registry, tmp_path, "--capture", str(captures["calm"]), "--no-mlflow", "--retrain", "--retrain-data", str(data)) == 0
     assert "retrain:" not in capsys.readouterr().out
+
+
+def test_with_json_stdout_holds_the_document_alone_even_through_a_retrain(registry, captures, tmp_path, capfd,
+                                                                         monkeypatch) -> None:
+    """The retrain's own output goes where the monitor's prints go under ``--json``
+    (stderr), not into the JSON document on stdout."""
+    data = tmp_path / "fresh.csv"
+    data.write_text("age\n1\n")
+    monkeypatch.setattr(runner, "retrain_argv", lambda path, uri, name: [*fake_pipeline(0), str(path)])
+    code = monitor(registry, tmp_path, "--capture", str(captures["moved"]), "--no-mlflow", "--json",
+                   "--retrain", "--retrain-data", str(data))
+    assert code == ExitCode.DRIFT_DETECTED
+    out, err = capfd.readouterr()
+    document = json.loads(out)
+    assert document["retrain"]["exit_code"] == 0 and document["exit_code"] == ExitCode.DRIFT_DETECTED
+    assert f"run ['--data', '{data}']" in err
 
 
 def test_retrain_argv_is_the_commit_pipeline_forced(tmp_path) -> None:

@@ -5,6 +5,7 @@ baseline follow its own contract, and a binary project whose label is text."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,8 @@ def test_the_monitor_runs_end_to_end_on_a_regression_model(diabetes: pd.DataFram
     from mlflow import MlflowClient
 
     from pipeline import metric_names
+    from pipeline.cli import main
+    from pipeline.exit_codes import ExitCode
     from pipeline.monitoring.publish import cloudwatch_datums
     from pipeline.monitoring.runner import MonitorOptions, run_monitor
 
@@ -233,3 +236,33 @@ def test_the_monitor_runs_end_to_end_on_a_regression_model(diabetes: pd.DataFram
     published = {d["MetricName"] for d in cloudwatch_datums(result, stack="dev", timestamp=pd.Timestamp.now(tz="UTC"))}
     assert metric_names.DRIFTED_FEATURE_COUNT in published
     assert not published & {metric_names.LIVE_ROC_AUC, metric_names.PERFORMANCE_DROP}
+
+    # The command: the model name is the project's, --max-error-increase reaches the verdict.
+    reports = tmp_path / "cli-reports"
+    code = main(["monitor", "--capture", str(capture), "--labels", str(labels), "--tracking-uri", uri,
+                 "--reports-dir", str(reports), "--no-mlflow", "--max-error-increase", "5"])
+    assert code == ExitCode.DRIFT_DETECTED
+    (written,) = reports.glob("monitor/*/report.json")
+    body = json.loads(written.read_text())
+    assert body["model_name"] == MODEL_NAME and body["thresholds"]["max_error_increase"] == 5
+    # The overall error is within 500 % now; a slice's own limit (25 %) is another matter.
+    assert not body["performance"]["dropped"] and not any(r.startswith("RMSE ") for r in body["reasons"])
+
+
+def test_a_binary_label_without_a_declared_negative_class_takes_any_other_number(
+        use_project, tmp_path: Path) -> None:
+    """``positive_class: 1`` on an integer label with no range: 1 is positive, any other
+    number negative; text is still malformed."""
+    frame = diabetes_frame()
+    frame["high"] = (frame.pop(LABEL) > 140).astype("int64")
+    path = write_project(tmp_path, frame.rename(columns={"high": LABEL}), slices=())
+    document = yaml.safe_load(path.read_text())
+    document["task"], document["data"]["positive_class"] = "binary", 1
+    document["gate"] = {"metric": "roc_auc"}
+    label = next(c for c in document["data"]["columns"] if c["name"] == LABEL)
+    label["type"] = "integer"
+    label.pop("min", None), label.pop("max", None)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    use_project(path)
+    targets = label_targets(pd.Series(["1", "0", "1.0", "7", "yes", ""]))
+    assert targets.tolist()[:4] == [1.0, 0.0, 1.0, 0.0] and targets.iloc[4:].isna().all()
