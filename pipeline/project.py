@@ -61,8 +61,10 @@ class ProjectConfigError(ValueError):
 
 @dataclass(frozen=True)
 class RegressionThresholds:
-    """Every number the regression gate will judge by (the gate itself is later work of issue 14).
+    """Every number the regression gate judges by (``pipeline.steps.gate``, the regression rules).
 
+    ``min_r2`` is the floor every challenger, the first one too, must clear: its R² on the
+    holdout above this (0: better than predicting the holdout's mean; no skill is refused).
     Errors are in the label's own units, which differ per dataset, so the tolerances are
     relative to the champion's error: ``error_tolerance=0.02`` lets the upper confidence
     bound of the paired bootstrap's error difference (challenger - champion) reach 2 % of
@@ -71,6 +73,7 @@ class RegressionThresholds:
     bounds the worst group's error over the best group's.
     """
 
+    min_r2: float = 0.0
     error_tolerance: float = 0.02
     bootstrap_samples: int = 1000
     confidence: float = 0.95
@@ -87,6 +90,8 @@ class RegressionThresholds:
         for name in ("error_tolerance", "slice_tolerance", "min_slice_rows"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not -1.0 <= self.min_r2 < 1.0:
+            raise ValueError(f"min_r2 must be in [-1, 1) (R² of 1 is a perfect fit), got {self.min_r2}")
         if self.max_group_error_ratio is not None and self.max_group_error_ratio < 1.0:
             raise ValueError(f"max_group_error_ratio must be >= 1 (worst group's error over the best's), "
                              f"got {self.max_group_error_ratio}")

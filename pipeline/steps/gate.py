@@ -13,7 +13,7 @@ fairness bounds apply.
 
 Regression (``pipeline.project.RegressionThresholds``; the error is ``schema.GATE_METRIC``,
 RMSE or MAE, and every tolerance is relative to the champion's error because errors are
-in the label's own units): the challenger must beat predicting the holdout's mean (R² > 0,
+in the label's own units): the challenger's R² must be above ``min_r2`` (0: beat predicting the holdout's mean,
 the no-skill floor); the upper confidence bound of a paired bootstrap of the error
 difference (challenger - champion) may not exceed ``error_tolerance`` x the champion's
 error; no slice with ``min_slice_rows`` rows may see its error grow by more than
@@ -681,9 +681,10 @@ def judge_regression(
     reasons: list[str] = []
 
     r2 = challenger.metrics["r2"]
-    if not r2 > 0:  # also catches NaN (a constant label)
-        reasons.append(f"floor: challenger R² {r2:.4f} is not above 0: it predicts no better than the "
-                       f"holdout's mean (RMSE {challenger.metrics['rmse']:.4f})")
+    if not r2 > thresholds.min_r2:  # also catches NaN (a constant label)
+        reasons.append(f"floor: challenger R² {r2:.4f} is not above min_r2 {thresholds.min_r2}"
+                       + (": it predicts no better than the holdout's mean" if thresholds.min_r2 == 0 else "")
+                       + f" (RMSE {challenger.metrics['rmse']:.4f})")
 
     bootstrap = differences = None
     if champion is not None:

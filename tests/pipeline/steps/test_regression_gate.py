@@ -277,3 +277,13 @@ def test_no_regression_project_outlives_its_test() -> None:
 
     assert os.environ.get(schema.PROJECT_ENV) in (None, str(schema.SHIPPED_PROJECT))
     assert schema.TASK == "binary" and schema.PROJECT_PATH == schema.SHIPPED_PROJECT
+
+
+def test_the_floor_is_the_projects_min_r2(project, frame) -> None:
+    """A team raises the floor in its project file: a model that beats the mean but not
+    min_r2 is refused by the floor alone, naming both numbers."""
+    fair = noisy(frame, 1.0, seed=7)
+    assert judge(frame, fair, None, project()).passed
+    strict = judge(frame, fair, None, project(min_r2=0.999))
+    assert [r.split(":")[0] for r in strict.reasons] == ["floor"]
+    assert "is not above min_r2 0.999" in strict.reasons[0]
