@@ -23,6 +23,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from serving.model import BASELINE_ARTIFACT, ModelLoadError, ModelNotYetAvailable
@@ -127,7 +128,7 @@ class RegistryResolver:
     def _ask(self, model_uri: str, tracking_uri: str | None) -> Resolved:
         if self._process is None or self._process.poll() is not None:
             self._process = subprocess.Popen([sys.executable, "-m", "serving.registry"], stdin=subprocess.PIPE,
-                                             stdout=subprocess.PIPE, text=True)
+                                             stdout=subprocess.PIPE, text=True, env=_helper_environment())
         assert self._process.stdin is not None and self._process.stdout is not None
         try:
             self._process.stdin.write(json.dumps({"model_uri": model_uri, "tracking_uri": tracking_uri}) + "\n")
@@ -160,6 +161,15 @@ class RegistryResolver:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _helper_environment() -> dict[str, str]:
+    """This environment, with the folder this ``serving`` package was imported from first
+    on ``PYTHONPATH``: the helper must run the same code as the server, whatever its
+    working directory."""
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
 
 
 def _reap(process: subprocess.Popen[str], grace_s: float = 10.0) -> None:

@@ -67,3 +67,14 @@ def test_the_server_path_loads_through_the_helper(registered: Any) -> None:
     assert (model.name, model.version, model.fast_path) == ("adult-income", registered.version, True)
     assert model.lineage["git_commit"] == "fixture"
     assert model.baseline_predictions is not None and model.baseline_predictions.size > 0
+
+
+def test_the_helper_runs_this_serving_package_from_any_directory(
+        registered: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # From another working directory and without PYTHONPATH, `python -m serving.registry`
+    # would find another installed copy of the package, or none.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    with RegistryResolver() as resolver:
+        found = resolver.submit("models:/adult-income@champion", registered.tracking_uri).result(timeout=120)
+    assert found.version == registered.version
