@@ -180,6 +180,7 @@ def main() -> int:
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
                         help="skip the untimed warm-up run that fills the bytecode cache")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
         root = Path(tmp)
         trees = [Tree(args.ref[:10], _extract(args.ref, root / "ours")) if args.ref else Tree("this tree", REPO_ROOT)]
@@ -207,6 +208,9 @@ def main() -> int:
     print(f"pipeline end-to-end on {dataset}, {os.cpu_count()} CPUs, {args.repeat} round(s), "
           f"median seconds{', baseline ' + args.baseline_ref if args.baseline_ref else ''}"
           f"{'; bytecode cached (private PYTHONPYCACHEPREFIX)' if pycache else ''}")
+    # Other work on the machine slows every tree alike (the runs interleave) but moves the
+    # absolute figures: the 1-minute load average at start and end says how busy it was.
+    print(f"machine load (1-minute average) {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end")
     print("\n".join(report(trees)))
     if len(trees) > 1:
         base, ours = trees[1], trees[0]

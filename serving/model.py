@@ -10,6 +10,10 @@ signature is served through its own ``predict_proba``; the contract's common sha
 ``XGBClassifier``) also gets a fast path that encodes rows with dict lookups and calls
 ``Booster.inplace_predict`` directly, skipping pandas. tests/serving/test_model.py proves
 the fast path equal to the pipeline's own ``predict_proba``.
+
+Only the registry look-up uses MLflow (:mod:`serving.registry`, in a helper process
+for the server); the model directory is read by :mod:`serving.mlmodel`, so the seconds
+of MLflow's import are not spent in the process that must answer ``/ping``.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from serving.payload import SUPPORTED_KINDS, Batch, ColumnSpec
+from serving.payload import Batch, ColumnSpec
+
+if TYPE_CHECKING:
+    from serving.registry import RegistryResolver
 
 log = logging.getLogger("serving.model")
 
@@ -86,23 +93,6 @@ class LoadedModel:
     fast_path: bool
     baseline_predictions: np.ndarray | None = field(default=None, repr=False)
     sklearn_model: Any = field(default=None, repr=False)
-
-
-def columns_from_signature(signature: Any) -> tuple[ColumnSpec, ...]:
-    """The signature's input columns, refusing tensor or type-less signatures."""
-    if signature is None or signature.inputs is None:
-        raise ModelLoadError("the model has no signature; log it with signature=... so requests can be validated")
-    specs = []
-    for col in signature.inputs.inputs:
-        name = getattr(col, "name", None)
-        kind = getattr(getattr(col, "type", None), "name", None)
-        if not name or kind not in SUPPORTED_KINDS:
-            raise ModelLoadError(
-                f"signature input {col!r} is not a named column of type {sorted(SUPPORTED_KINDS)}; "
-                "only column (DataFrame) signatures are served"
-            )
-        specs.append(ColumnSpec(name, kind, bool(getattr(col, "required", True))))
-    return tuple(specs)
 
 
 def _frame(batch: Batch) -> Any:
@@ -217,57 +207,14 @@ def fast_predictor(model: Any, columns: Sequence[ColumnSpec]) -> Predictor | Non
     return predict
 
 
-def _registry_version(model_uri: str, tracking_uri: str | None) -> tuple[str, str, Any, str]:
-    """Resolve ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` to (name, version,
-    ModelVersion, artifact URI). The artifact URI is asked of this registry explicitly:
-    MLflow resolves a ``models:/`` download against the *global* registry URI, which in a
-    library caller (the deploy step) may be another store or a fresh ./mlflow.db."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    rest = model_uri[len("models:/") :]
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    by_alias = "@" in rest
-    try:
-        if by_alias:
-            name, alias = rest.split("@", 1)
-            found = client.get_model_version_by_alias(name, alias)
-        else:
-            name, _, version = rest.partition("/")
-            if not version.isdigit():
-                raise ModelLoadError(
-                    f"model URI {model_uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION or a local directory"
-                )
-            found = client.get_model_version(name, version)
-        source = client.get_model_version_download_uri(name, str(found.version))
-    except MlflowException as exc:
-        missing = exc.error_code == "RESOURCE_DOES_NOT_EXIST" or (
-            exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in exc.message)
-        unreachable = "API request to" in exc.message
-        if by_alias and (missing or unreachable):
-            raise ModelNotYetAvailable(f"cannot resolve {model_uri!r} yet: {exc.message}") from None
-        raise ModelLoadError(f"cannot resolve {model_uri!r} in the registry: {exc.message}") from None
-    except OSError as exc:  # a registry that does not answer at all
-        if by_alias:
-            raise ModelNotYetAvailable(f"cannot reach the registry for {model_uri!r}: {exc}") from None
-        raise ModelLoadError(f"cannot reach the registry for {model_uri!r}: {exc}") from None
-    return name, str(found.version), found, source
-
-
-def _load_baseline(uri: str | None, run_id: str | None, tracking_uri: str | None) -> np.ndarray | None:
+def _read_baseline(path: str | Path | None, note: str | None = None) -> np.ndarray | None:
     """The baseline's ``prediction`` column, or ``None`` when the version has none."""
-    import mlflow.artifacts
+    if path is None:
+        log.info("no monitoring baseline (%s): mlserve_prediction_drift_psi disabled", note or "none recorded")
+        return None
     import pandas as pd
 
     try:
-        if uri:
-            path = mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri)
-        elif run_id:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=BASELINE_ARTIFACT, tracking_uri=tracking_uri
-            )
-        else:
-            return None
         values = pd.read_parquet(path, columns=["prediction"])["prediction"].to_numpy(dtype=float)
     except Exception as exc:  # a missing baseline only switches the drift gauge off
         log.info("no monitoring baseline (%s): mlserve_prediction_drift_psi disabled", type(exc).__name__)
@@ -284,54 +231,61 @@ def load_model(
     version: str | None = None,
     baseline_path: str | None = None,
     use_fast_path: bool = True,
+    resolver: RegistryResolver | None = None,
 ) -> LoadedModel:
     """Load ``model_uri`` (registry URI or local directory) with its signature, lineage
     tags and monitoring baseline; ``name``/``version`` label a local directory, whose
-    registry identity the files do not record. Raises :class:`ModelLoadError`."""
-    import mlflow.artifacts
-    import mlflow.sklearn
-    from mlflow.models import Model
+    registry identity the files do not record. Raises :class:`ModelLoadError`.
+
+    A registry URI is resolved by :func:`serving.registry.resolve`: in ``resolver``'s
+    helper process when given (the server's case: the model libraries import here
+    meanwhile), else in this process. A model directory is read without MLflow
+    (:mod:`serving.mlmodel`)."""
+    from serving.mlmodel import ModelFileError, import_flavor_libraries, load_sklearn, read_model_files, signature_columns
 
     lineage: dict[str, str] = {}
     run_id = None
-    baseline_uri = None
-    if model_uri.startswith("models:/"):
-        name, version, found, source = _registry_version(model_uri, tracking_uri)
-        lineage = dict(found.tags)
-        run_id = found.run_id
-        baseline_uri = lineage.get("baseline_uri")
-        load_uri = f"models:/{name}/{version}"
-        try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri)
-        except Exception as exc:
-            raise ModelLoadError(f"cannot download {load_uri}: {exc}") from None
+    baseline_file: str | None = None
+    baseline_note: str | None = None
+    registry = model_uri.startswith("models:/")
+    if registry:
+        from serving.registry import resolve
+
+        if resolver is not None:
+            pending = resolver.submit(model_uri, tracking_uri)
+            import_flavor_libraries()
+            resolved = pending.result()
+        else:
+            resolved = resolve(model_uri, tracking_uri)
+        name, version, run_id = resolved.name, resolved.version, resolved.run_id
+        lineage = dict(resolved.tags)
+        local = resolved.model_dir
+        baseline_file, baseline_note = resolved.baseline_path, resolved.baseline_note
     else:
         local = model_uri[len("file://") :] if model_uri.startswith("file://") else model_uri
-        if not (Path(local) / "MLmodel").is_file():
-            raise ModelLoadError(f"{local!r} is not an MLflow model directory (no MLmodel file)")
         name = name or Path(local).resolve().name
         version = version or "local"
     try:
-        meta = Model.load(local)
-    except Exception as exc:
-        raise ModelLoadError(f"cannot read the MLmodel file of {model_uri!r}: {exc}") from None
-    if "sklearn" not in meta.flavors:
-        raise ModelLoadError(f"{model_uri!r} has no sklearn flavor (flavors: {sorted(meta.flavors)})")
-    columns = columns_from_signature(meta.signature)
-    run_id = run_id or meta.run_id
+        files = read_model_files(local)
+        if "sklearn" not in files.flavors:
+            raise ModelLoadError(f"{model_uri!r} has no sklearn flavor (flavors: {sorted(files.flavors)})")
+        columns = signature_columns(files.signature_inputs)
+    except ModelFileError as exc:
+        raise ModelLoadError(str(exc)) from None
+    run_id = run_id or files.run_id
     try:
-        sk_model = mlflow.sklearn.load_model(local)
+        sk_model = load_sklearn(files)
     except Exception as exc:
         raise ModelLoadError(f"cannot load the sklearn model of {model_uri!r}: {type(exc).__name__}: {exc}") from None
     fast = fast_predictor(sk_model, columns) if use_fast_path else None
     if baseline_path:
-        baseline = _load_baseline(Path(baseline_path).resolve().as_uri(), None, tracking_uri)
+        baseline = _read_baseline(Path(baseline_path).resolve())
     else:
-        baseline = _load_baseline(baseline_uri, run_id, tracking_uri) if model_uri.startswith("models:/") else None
+        baseline = _read_baseline(baseline_file, baseline_note) if registry else None
     return LoadedModel(
         name=str(name),
         version=str(version),
-        uri=f"models:/{name}/{version}" if model_uri.startswith("models:/") else model_uri,
+        uri=f"models:/{name}/{version}" if registry else model_uri,
         run_id=run_id,
         lineage=lineage,
         columns=columns,

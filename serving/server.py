@@ -318,38 +318,20 @@ class ServingServer:
     def _load(self, loop: asyncio.AbstractEventLoop) -> None:
         from pipeline import metric_names as mn
         from serving.emf import EmfPublisher
-        from serving.model import ModelLoadError, ModelNotYetAvailable, load_model
+        from serving.model import load_model
+        from serving.registry import RegistryResolver
         from serving.workers import ScoringPool
 
         options = self.options
-        delay, last_reason = 1.0, ""
-        while not self._stop_loading.is_set():
-            try:
-                model = load_model(
-                    options.model_uri,
-                    tracking_uri=options.tracking_uri,
-                    name=options.model_name,
-                    version=options.model_version,
-                    baseline_path=options.baseline_path,
-                    use_fast_path=options.fast_path,
-                )
-                break
-            except ModelNotYetAvailable as exc:
-                self.app.waiting_for = f"waiting for {options.model_uri}: {exc}"
-                if str(exc) != last_reason:
-                    log.warning("%s; /ping answers 503 and the server retries (backoff up to %g s)",
-                                exc, options.resolve_max_interval_s)
-                    last_reason = str(exc)
-                self._stop_loading.wait(delay)
-                delay = min(delay * 2, options.resolve_max_interval_s)
-            except ModelLoadError as exc:
-                self._fail(loop, str(exc))
-                return
-            except Exception as exc:  # a bug in loading: say so and exit 1, never serve half a model
-                log.exception("model load failed")
-                self._fail(loop, f"{type(exc).__name__}: {exc}")
-                return
-        else:
+        # The registry is asked from a helper process while this one imports the model's
+        # libraries (serving.registry); the helper stays for the retries, and is gone
+        # before the workers fork.
+        resolver = RegistryResolver()
+        try:
+            model = self._load_until_ready(loop, resolver, load_model)
+        finally:
+            resolver.close()
+        if model is None:
             return
         # The loaded libraries leave ~10^6 long-lived objects; freezing them keeps the
         # collector from rescanning them on the request path (a p99 spike otherwise),
@@ -372,6 +354,41 @@ class ServingServer:
             "on" if model.baseline_predictions is not None else "off", options.app.workers,
             options.host, options.port,
         )
+
+    def _load_until_ready(self, loop: asyncio.AbstractEventLoop, resolver: Any, load_model: Any) -> Any:
+        """The loaded model, retrying a model that does not exist yet; None when loading
+        failed (the server is told to exit 1) or the server is stopping."""
+        from serving.model import ModelLoadError, ModelNotYetAvailable
+
+        options = self.options
+        delay, last_reason = 1.0, ""
+        while not self._stop_loading.is_set():
+            try:
+                return load_model(
+                    options.model_uri,
+                    tracking_uri=options.tracking_uri,
+                    name=options.model_name,
+                    version=options.model_version,
+                    baseline_path=options.baseline_path,
+                    use_fast_path=options.fast_path,
+                    resolver=resolver,
+                )
+            except ModelNotYetAvailable as exc:
+                self.app.waiting_for = f"waiting for {options.model_uri}: {exc}"
+                if str(exc) != last_reason:
+                    log.warning("%s; /ping answers 503 and the server retries (backoff up to %g s)",
+                                exc, options.resolve_max_interval_s)
+                    last_reason = str(exc)
+                self._stop_loading.wait(delay)
+                delay = min(delay * 2, options.resolve_max_interval_s)
+            except ModelLoadError as exc:
+                self._fail(loop, str(exc))
+                return None
+            except Exception as exc:  # a bug in loading: say so and exit 1, never serve half a model
+                log.exception("model load failed")
+                self._fail(loop, f"{type(exc).__name__}: {exc}")
+                return None
+        return None
 
     # -- draining -----------------------------------------------------------------------------
 
