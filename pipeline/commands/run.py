@@ -60,12 +60,12 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run_command)
 
 
-def summary(result: Any, model_name: str) -> str:
+def summary(result: Any, model_name: str | None = None) -> str:
     """The closing summary a person reads: champion, decision and why, report, MLflow UI
     (a command that runs as printed, opening the classic view: ``pipeline.mlflow_ui``)."""
     from pipeline.mlflow_ui import ui_hint
 
-    ui = ui_hint(result.tracking_uri, model_name)
+    ui = ui_hint(result.tracking_uri, model_name or schema.DEFAULT_MODEL_NAME)
     decision = {True: "passed", False: "REFUSED", None: "not reached"}[result.gate_passed]
     lines = [
         "",
