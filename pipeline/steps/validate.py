@@ -296,16 +296,23 @@ class ConfigurationContradictsData(ValueError):
 
 
 def require_configuration_fits(frame: pd.DataFrame) -> None:
-    """Refuse data the active configuration cannot describe, naming the key and the column.
+    """Refuse data whose label the active configuration cannot describe, naming the key and column.
 
-    What the configuration chose: the label column exists, is numeric for regression,
-    has exactly two values including ``positive_class`` for binary; the slice and
-    sensitive columns exist. A declared feature column that is missing is the data's
-    fault on a later commit (a broken extract): validation reports it with the rest
-    (exit 4), so it is not repeated here."""
+    What the configuration chose about the label: numeric for regression; for binary,
+    at most two values, one of them ``positive_class``. Data with a label of the wrong
+    kind means the file names the wrong task or class (exit 2: fix the file). What is
+    the data's fault stays validation's (exit 4, in its report): an empty file, a missing
+    column (the label, a slice or a feature: on a later commit, a broken extract), a
+    single class."""
     from pipeline.project import check_data
 
-    problems = [p for p in check_data(schema.PROJECT, frame) if not p.startswith("data.columns[")]
+    label = schema.LABEL
+    if len(frame) == 0 or label not in frame.columns:
+        return
+    if schema.IS_CLASSIFIER and frame[label].dropna().nunique() < 2:
+        return
+    problems = [p for p in check_data(schema.PROJECT, frame)
+                if p.startswith(("data.label:", "data.positive_class:")) and "is not in the data" not in p]
     if problems:
         raise ConfigurationContradictsData(
             f"{schema.PROJECT_PATH} does not describe this data ({len(problems)} problem(s)):\n"

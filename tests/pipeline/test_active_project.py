@@ -208,3 +208,22 @@ def test_no_module_imports_a_contract_name_at_import_time() -> None:
                 if isinstance(node, ast.ImportFrom) and node.module == "pipeline.schema":
                     offenders += [f"{path.relative_to(REPO_ROOT)}: {a.name}" for a in node.names if a.name in contract_names]
     assert not offenders, offenders
+
+
+def test_a_regression_project_on_a_text_label_exits_2_but_a_single_class_is_bad_data(tmp_path: Path) -> None:
+    """The file's choice (task, class) contradicted by the data is exit 2; data that merely
+    broke the contract (one class only) stays invalid data, exit 4, with its report."""
+    frame = _binary_frame()
+    frame.to_csv(tmp_path / "churn.csv", index=False)
+    document = yaml.safe_load(render(profile(frame.assign(churned=frame["hours"] * 1.5), "churned", "regression",
+                                             model_name="churn")))
+    path = tmp_path / "regression.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    args = ["--store", str(tmp_path / "store"), "--create-registry", "--no-deploy"]
+    wrong_task = _cli("--project", str(path), "run", "--data", str(tmp_path / "churn.csv"), *args, cwd=tmp_path)
+    assert wrong_task.returncode == ExitCode.USAGE, wrong_task.stdout + wrong_task.stderr
+    assert "data.label: a regression label must be numeric; column 'churned'" in wrong_task.stdout + wrong_task.stderr
+    binary = _project_file(tmp_path, frame, "churned")
+    frame.assign(churned="no").to_csv(tmp_path / "one-class.csv", index=False)
+    one_class = _cli("--project", str(binary), "run", "--data", str(tmp_path / "one-class.csv"), *args, cwd=tmp_path)
+    assert one_class.returncode == ExitCode.INVALID_DATA, one_class.stdout + one_class.stderr
