@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline import schema
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     import numpy as np
     import pandas as pd
@@ -117,27 +117,7 @@ class GateReport:
     def to_markdown(self) -> str:
         if task_of(self) == "regression":
             return _regression_markdown(self)
-        c = self.challenger
-        lines = [
-            "# Gate report",
-            "",
-            f"**Decision: {'PROMOTE' if self.passed else 'REFUSED'}**",
-            "",
-        ]
-        if self.reasons:
-            lines += ["## Reasons", ""] + [f"- {r}" for r in self.reasons] + [""]
-        lines += [
-            "## Overall (holdout)",
-            "",
-            "| metric | challenger | champion |",
-            "|---|---|---|",
-        ]
-        champ = (self.champion or {}).get("metrics", {})
-        for name, value in c["metrics"].items():
-            other = champ.get(name)
-            lines.append(f"| {name} | {value:.4f} | {'-' if other is None else f'{other:.4f}'} |")
-        if self.champion is not None:
-            lines += ["", f"Champion: version {self.champion.get('version')}"]
+        lines = _opening_lines(self, [], lambda value: "-" if value is None else f"{value:.4f}")
         if self.bootstrap:
             b = self.bootstrap
             lines += [
@@ -178,6 +158,22 @@ class GateReport:
         return "\n".join(lines) + "\n"
 
 
+def _opening_lines(report: GateReport, intro: list[str], number: Callable[[Any], str]) -> list[str]:
+    """What every gate report opens with, whatever the task: the decision, ``intro``, the
+    reasons, the overall metrics of challenger and champion (``number`` formats each) and
+    the champion's version."""
+    lines = ["# Gate report", "", f"**Decision: {'PROMOTE' if report.passed else 'REFUSED'}**", "", *intro]
+    if report.reasons:
+        lines += ["## Reasons", ""] + [f"- {r}" for r in report.reasons] + [""]
+    lines += ["## Overall (holdout)", "", "| metric | challenger | champion |", "|---|---|---|"]
+    champion = (report.champion or {}).get("metrics", {})
+    for name, value in report.challenger["metrics"].items():
+        lines.append(f"| {name} | {number(value)} | {number(champion.get(name))} |")
+    if report.champion is not None:
+        lines += ["", f"Champion: version {report.champion.get('version')}"]
+    return lines
+
+
 def _fmt(value: float | None, *, signed: bool = False) -> str:
     if value is None or value != value:
         return "-"
@@ -199,16 +195,7 @@ def metric_label(metric: str) -> str:
 def _regression_markdown(report: GateReport) -> str:
     metric = report.challenger["gate_metric"]
     name = metric_label(metric)
-    lines = ["# Gate report", "", f"**Decision: {'PROMOTE' if report.passed else 'REFUSED'}**", "",
-             f"Task: regression; the gate compares {name} (lower is better).", ""]
-    if report.reasons:
-        lines += ["## Reasons", ""] + [f"- {r}" for r in report.reasons] + [""]
-    lines += ["## Overall (holdout)", "", "| metric | challenger | champion |", "|---|---|---|"]
-    champ = (report.champion or {}).get("metrics", {})
-    for key, value in report.challenger["metrics"].items():
-        lines.append(f"| {key} | {_fmt(value)} | {_fmt(champ.get(key))} |")
-    if report.champion is not None:
-        lines += ["", f"Champion: version {report.champion.get('version')}"]
+    lines = _opening_lines(report, [f"Task: regression; the gate compares {name} (lower is better).", ""], _fmt)
     if report.bootstrap:
         b = report.bootstrap
         lines += [
