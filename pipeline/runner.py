@@ -301,6 +301,9 @@ def execute(
     keys: dict[str, str] = {}
     records: list[StepRecord] = []
     total = len(steps)
+    # Every step reads the project configuration (``pipeline.schema``): an edited
+    # contract, gate or trainer re-runs what it changes. Read once per run.
+    project_digest = file_digest(schema.PROJECT_PATH)
     with ExitStack() as locks:
         held = [False]
         for index, step in enumerate(steps, start=1):
@@ -320,9 +323,7 @@ def execute(
                 key = combine(
                     {
                         "code": source_digest(code_files(step.sources, step.run)),
-                        # Every step reads the project configuration (``pipeline.schema``):
-                        # an edited contract, gate or trainer re-runs what it changes.
-                        "project": file_digest(schema.PROJECT_PATH),
+                        "project": project_digest,
                         "params": json_digest(step.params(config)),
                         "external": json_digest(step.external(config)),
                         **{f"input:{n}": artifacts[n].digest for n in step.inputs},
