@@ -540,8 +540,6 @@ def check_data(project: Project, frame: pd.DataFrame) -> list[str]:
     label that is not numeric, a binary label whose values are not exactly two including
     the positive class, a slice or sensitive column absent. Values in range and allowed
     categories are validation's job (the data, not the configuration, is wrong then)."""
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
     problems: list[str] = []
     present = set(frame.columns)
     available = ", ".join(map(str, frame.columns))
@@ -549,29 +547,41 @@ def check_data(project: Project, frame: pd.DataFrame) -> list[str]:
         if column.name not in present:
             problems.append(f"data.columns[{index}]: column {column.name!r} is not in the data (its columns: {available})")
     label = project.data.label
-    task = TASKS[project.task]
     if label not in present:
         problems.append(f"data.label: the label column {label!r} is not in the data (its columns: {available})")
-    elif task.classes is None:
-        series = frame[label]
-        if not is_numeric_dtype(series) or is_bool_dtype(series):
-            problems.append(f"data.label: a {project.task} label must be numeric; column {label!r} "
-                            f"holds {series.dtype} values such as {series.dropna().head(3).tolist()!r}")
     else:
-        values = frame[label].dropna().unique().tolist()
-        if len(values) != task.classes:
-            shown = sorted(map(str, values))[:10]
-            problems.append(f"data.label: a {project.task} label needs exactly {task.classes} values; column "
-                            f"{label!r} has {len(values)}: {', '.join(shown)}{' ...' if len(values) > 10 else ''}")
-        elif not any(_same(project.data.positive_class, v) for v in values):
-            problems.append(f"data.positive_class: {project.data.positive_class!r} is not a value of column "
-                            f"{label!r} (its values: {', '.join(sorted(map(str, values)))})")
+        problems += label_problems(project, frame)
     for index, name in enumerate(project.slices):
         if name not in present:
             problems.append(f"slices[{index}]: slice column {name!r} is not in the data")
     if project.sensitive_attribute is not None and project.sensitive_attribute not in present:
         problems.append(f"sensitive_attribute: column {project.sensitive_attribute!r} is not in the data")
     return problems
+
+
+def label_problems(project: Project, frame: pd.DataFrame) -> list[str]:
+    """What the label column of ``frame`` (which must have it) says against the file's task:
+    a regression label that is not numeric, a binary label without exactly two values
+    or without ``positive_class`` among them."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    label = project.data.label
+    task = TASKS[project.task]
+    if task.classes is None:
+        series = frame[label]
+        if not is_numeric_dtype(series) or is_bool_dtype(series):
+            return [f"data.label: a {project.task} label must be numeric; column {label!r} "
+                    f"holds {series.dtype} values such as {series.dropna().head(3).tolist()!r}"]
+        return []
+    values = frame[label].dropna().unique().tolist()
+    if len(values) != task.classes:
+        shown = sorted(map(str, values))[:10]
+        return [f"data.label: a {project.task} label needs exactly {task.classes} values; column "
+                f"{label!r} has {len(values)}: {', '.join(shown)}{' ...' if len(values) > 10 else ''}"]
+    if not any(_same(project.data.positive_class, v) for v in values):
+        return [f"data.positive_class: {project.data.positive_class!r} is not a value of column "
+                f"{label!r} (its values: {', '.join(sorted(map(str, values)))})"]
+    return []
 
 
 # ---------------------------------------------------------------------------------------

@@ -304,15 +304,14 @@ def require_configuration_fits(frame: pd.DataFrame) -> None:
     the data's fault stays validation's (exit 4, in its report): an empty file, a missing
     column (the label, a slice or a feature: on a later commit, a broken extract), a
     single class."""
-    from pipeline.project import check_data
+    from pipeline.project import label_problems
 
     label = schema.LABEL
     if len(frame) == 0 or label not in frame.columns:
         return
     if schema.IS_CLASSIFIER and frame[label].dropna().nunique() < 2:
         return
-    problems = [p for p in check_data(schema.PROJECT, frame)
-                if p.startswith(("data.label:", "data.positive_class:")) and "is not in the data" not in p]
+    problems = label_problems(schema.PROJECT, frame)
     if problems:
         raise ConfigurationContradictsData(
             f"{schema.PROJECT_PATH} does not describe this data ({len(problems)} problem(s)):\n"
