@@ -2,6 +2,10 @@
 
 import sys
 
+from pipeline.gc_tuning import skip_the_final_collection
 from serving.server import main
 
-sys.exit(main())
+try:
+    sys.exit(main())
+finally:  # the deploy step and a rollout wait for this exit
+    skip_the_final_collection()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -109,6 +109,10 @@ class ServingMetrics:
                  sink: InvocationSink | None = None, capture_lost: Callable[[], int] | None = None) -> None:
         self._sink = sink
         self.registry = CollectorRegistry(auto_describe=True)
+        # Every Python exporter's own series: memory, CPU, descriptors, and the cyclic
+        # collector's passes by generation (its pauses are request latency).
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self._requests = Counter(
             "mlserve_requests_total", "Invocations by HTTP status code", ["status"], registry=self.registry
         )

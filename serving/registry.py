@@ -13,6 +13,7 @@ yet cost a registry call, not another import. Errors cross the process boundary 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -121,23 +122,32 @@ class RegistryResolver:
         self._process: subprocess.Popen[str] | None = None
         self._calls = ThreadPoolExecutor(1, thread_name_prefix="registry")
 
+    def start(self) -> None:
+        """Start the helper now, before the first request: it imports MLflow while the
+        caller does other work (the server: its own imports)."""
+        self._calls.submit(self._helper).result()
+
+    def _helper(self) -> subprocess.Popen[str]:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen([sys.executable, "-m", "serving.registry"], stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, text=True, env=_helper_environment())
+        return self._process
+
     def submit(self, model_uri: str, tracking_uri: str | None) -> Future[Resolved]:
         """Start resolving ``model_uri``; the future raises what :func:`resolve` raises."""
         return self._calls.submit(self._ask, model_uri, tracking_uri)
 
     def _ask(self, model_uri: str, tracking_uri: str | None) -> Resolved:
-        if self._process is None or self._process.poll() is not None:
-            self._process = subprocess.Popen([sys.executable, "-m", "serving.registry"], stdin=subprocess.PIPE,
-                                             stdout=subprocess.PIPE, text=True, env=_helper_environment())
-        assert self._process.stdin is not None and self._process.stdout is not None
+        process = self._helper()
+        assert process.stdin is not None and process.stdout is not None
         try:
-            self._process.stdin.write(json.dumps({"model_uri": model_uri, "tracking_uri": tracking_uri}) + "\n")
-            self._process.stdin.flush()
-            line = self._process.stdout.readline()
+            process.stdin.write(json.dumps({"model_uri": model_uri, "tracking_uri": tracking_uri}) + "\n")
+            process.stdin.flush()
+            line = process.stdout.readline()
         except OSError:
             line = ""
         if not line:
-            code = self._process.wait()
+            code = process.wait()
             raise ModelLoadError(f"the registry helper (python -m serving.registry) exited with status {code} "
                                  f"while resolving {model_uri!r}; its error is in the log above")
         return _answer(json.loads(line))
@@ -198,6 +208,11 @@ def _serve_requests() -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # MLflow's import is most of this helper's life: made before the first request
+    # arrives, with the cyclic collector off meanwhile (pipeline/gc_tuning.py says why).
+    gc.disable()
+    import mlflow.artifacts  # noqa: F401
+    from mlflow.tracking import MlflowClient  # noqa: F401
     for line in sys.stdin:
         request = json.loads(line)
         try:
@@ -211,8 +226,15 @@ def _serve_requests() -> int:
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         replies.write(json.dumps(reply) + "\n")
         replies.flush()
+        if not gc.isenabled():
+            # Further requests are retries, maybe for hours: collect again, the imported
+            # objects frozen.
+            gc.freeze()
+            gc.enable()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(_serve_requests())
+    code = _serve_requests()
+    gc.freeze()  # nothing to collect at exit (pipeline.gc_tuning.skip_the_final_collection)
+    sys.exit(code)

@@ -38,12 +38,15 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serving.app import DEFAULT_MAX_BODY_BYTES, AppSettings
 from serving.capture import CaptureSettings
 from serving.emf import Endpoint, EmfSettings
 from serving.transport import MAX_HEAD_BYTES, TransportLimits
+
+if TYPE_CHECKING:
+    from serving.registry import RegistryResolver
 
 log = logging.getLogger("serving")
 
@@ -258,7 +261,7 @@ def connection_cap(requested: int) -> int:
 class ServingServer:
     """uvicorn's server with the background model loader and the SIGTERM drain."""
 
-    def __init__(self, options: ServerOptions, app: Any, sock: socket.socket) -> None:
+    def __init__(self, options: ServerOptions, app: Any, sock: socket.socket, resolver: RegistryResolver) -> None:
         import uvicorn
 
         from serving.transport import guarded_protocol
@@ -266,6 +269,7 @@ class ServingServer:
         self.options = options
         self.app = app
         self.sock = sock
+        self.resolver = resolver
         self.exit_code = EXIT_OK
         self._stop_loading = threading.Event()
         # The loop keeps only weak references to tasks: one nobody holds can be collected mid-run.
@@ -319,25 +323,26 @@ class ServingServer:
         from pipeline import metric_names as mn
         from serving.emf import EmfPublisher
         from serving.model import load_model
-        from serving.registry import RegistryResolver
         from serving.workers import ScoringPool
 
         options = self.options
-        # The registry is asked from a helper process while this one imports the model's
-        # libraries (serving.registry); the helper stays for the retries, and is gone
-        # before the workers fork.
-        resolver = RegistryResolver()
+        # The registry is asked from a helper process (started by run(), serving.registry)
+        # while this one imports the model's libraries; the helper stays for the retries,
+        # and is gone before the workers fork.
         try:
-            model = self._load_until_ready(loop, resolver, load_model)
+            model = self._load_until_ready(loop, self.resolver, load_model)
         finally:
-            resolver.close()
+            self.resolver.close()
+            # The collector was off while the libraries loaded (run()): on again, in this
+            # process and, from their initializer, in the workers.
+            gc.freeze()
+            gc.enable()
         if model is None:
             return
-        # The loaded libraries leave ~10^6 long-lived objects; freezing them keeps the
-        # collector from rescanning them on the request path (a p99 spike otherwise),
-        # and keeps the forked workers' copies of them shared.
-        gc.collect()
-        gc.freeze()
+        # gc.freeze() above, right before the workers fork, as its documentation
+        # recommends: the loaded libraries leave ~10^6 long-lived objects, which the
+        # collector then never rescans on the request path (a p99 spike otherwise), and
+        # the workers' copies of them stay shared.
         pool = ScoringPool(model, options.app.workers)
         pool.start()
         emf = None
@@ -374,6 +379,11 @@ class ServingServer:
                     resolver=resolver,
                 )
             except ModelNotYetAvailable as exc:
+                if not gc.isenabled():
+                    # Waiting may last hours (the first deploy, before any champion): the
+                    # collector goes back on, with what was loaded so far frozen.
+                    gc.freeze()
+                    gc.enable()
                 self.app.waiting_for = f"waiting for {options.model_uri}: {exc}"
                 if str(exc) != last_reason:
                     log.warning("%s; /ping answers 503 and the server retries (backoff up to %g s)",
@@ -463,10 +473,7 @@ class ServingServer:
 def run(options: ServerOptions) -> int:
     """Preflight (exit 2), then serve until SIGTERM/SIGINT (exit 0) or until the model
     fails to load (exit 1)."""
-    import prometheus_client
-
-    from serving.app import ServingApp
-    from serving.capture import CaptureWriter
+    from serving.registry import RegistryResolver
 
     logging.basicConfig(
         level=options.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -476,11 +483,24 @@ def run(options: ServerOptions) -> int:
     except UsageError as exc:
         log.error("serve: %s", exc)
         return EXIT_USAGE
+    # Until the model is loaded this process only imports and reads files: the cyclic
+    # collector, which would rescan every imported object again and again, is off until
+    # the loader turns it back on (ServingServer._load; pipeline/gc_tuning.py says why).
+    gc.disable()
+    resolver = RegistryResolver()
+    if options.model_uri.startswith("models:/"):
+        # The helper's MLflow import is the longest part of the start: begin it first.
+        resolver.start()
+    import prometheus_client
+
+    from serving.app import ServingApp
+    from serving.capture import CaptureWriter
+
     # The *_created series double the exposition and no reader here uses them.
     prometheus_client.disable_created_metrics()
     capture = CaptureWriter(options.capture) if options.capture else None
     app = ServingApp(None, options.app, capture)
-    server = ServingServer(options, app, sock)
+    server = ServingServer(options, app, sock, resolver)
     log.info("listening on http://%s:%d (/livez 200; /ping 503 until %s is loaded)", options.host, options.port,
              options.model_uri)
     # uvicorn re-raises the stop signal after its shutdown, through the handler that was

@@ -16,7 +16,7 @@ from tests.images.test_serving_sagemaker import sagemaker_model_dir, serve_env, 
 
 IMAGES_USED = ("serving",)
 MUTANT = f"{IMAGE_PREFIX}/serving-without-pipeline:test"
-REMOVED = "COPY pipeline/__init__.py pipeline/metric_names.py /opt/program/pipeline/"
+REMOVED = "COPY pipeline/__init__.py pipeline/metric_names.py pipeline/gc_tuning.py /opt/program/pipeline/"
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,16 @@ def test_retries_reuse_one_helper_and_a_dead_one_is_replaced(registered: Any) ->
         assert resolver._process is not first
 
 
+def test_start_launches_the_helper_at_once_and_the_first_request_uses_it(registered: Any) -> None:
+    # The server starts the helper before its own imports, so MLflow's import overlaps them.
+    with RegistryResolver() as resolver:
+        resolver.start()
+        started = resolver._process
+        assert started is not None and started.poll() is None
+        found = resolver.submit("models:/adult-income@champion", registered.tracking_uri).result(timeout=120)
+        assert found.version == registered.version
+        assert resolver._process is started
+
 def test_close_leaves_no_pipe_to_inherit(registered: Any) -> None:
     # Workers fork after close(): an inherited pipe end would keep the helper alive.
     resolver = RegistryResolver()

@@ -98,6 +98,22 @@ def test_metrics_count_live_traffic(live_server: RunningServer) -> None:
     assert "mlserve_model_info{" in text
 
 
+
+def test_a_server_starts_without_a_full_collection_and_exports_its_process(registered: Any) -> None:
+    """The collector is off while the server imports its libraries and loads the model
+    (each full pass would rescan every imported object), then what was loaded is frozen
+    before the workers fork: the first ``/metrics`` of a fresh server counts no
+    generation-2 pass, and carries the standard process series."""
+    from serving.process import running_server
+
+    with running_server(f"models:/{registered.model_name}@champion", tracking_uri=registered.tracking_uri) as server:
+        status, _, body = raw_request(server, "GET", "/metrics")
+    text = body.decode()
+    assert status == 200
+    assert 'python_gc_collections_total{generation="2"} 0.0' in text, [
+        line for line in text.splitlines() if line.startswith("python_gc_collections_total")]
+    assert "process_resident_memory_bytes" in text and "process_open_fds" in text
+
 FUZZ_CHECKS = [
     checks.not_a_server_error,
     checks.status_code_conformance,
