@@ -490,13 +490,24 @@ def run_pipeline(config: RunConfig, steps: Sequence[Step] | None = None,
     tracking_uri = config.tracking_uri or store.tracking_uri
     # Before any step: a mistyped URI must not train first and fail (or create) later.
     check_tracking_uri(tracking_uri, create=config.create_registry or tracking_uri == store.tracking_uri)
-    if tracking_uri == store.tracking_uri and (moved := store.relocate()):
-        progress(moved)
-    return execute(
-        steps if steps is not None else commit_pipeline(),
-        config,
-        store=store,
-        tracking_uri=tracking_uri,
-        force=config.force,
-        progress=progress,
-    )
+    preparation = None
+    if tracking_uri == store.tracking_uri:
+        if moved := store.relocate():
+            progress(moved)
+        from pipeline import fresh_registry
+
+        # A new store: MLflow's schema is made in a helper while the first steps run;
+        # register waits for it (pipeline/fresh_registry.py).
+        preparation = fresh_registry.start(store.ensure().root / "mlflow.db")
+    try:
+        return execute(
+            steps if steps is not None else commit_pipeline(),
+            config,
+            store=store,
+            tracking_uri=tracking_uri,
+            force=config.force,
+            progress=progress,
+        )
+    finally:
+        if preparation is not None:
+            preparation.close()

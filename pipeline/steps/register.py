@@ -196,8 +196,13 @@ def register(candidate: Candidate, *, tracking_uri: str, artifact_location: str 
     ``artifact_location`` is the experiment's artifact root when the experiment is
     created (the local store's ``artifacts/`` folder), None to let the server decide.
     """
+    from pipeline import fresh_registry
     from pipeline.mlflow_scope import mlflow_uris
+    from pipeline.registry import sqlite_path
 
+    # A new local store's schema may be in the making (the runner started it): never
+    # create it twice at once.
+    fresh_registry.wait_for(sqlite_path(tracking_uri))
     with mlflow_uris(tracking_uri):
         return _register(candidate, tracking_uri=tracking_uri, artifact_location=artifact_location)
 
