@@ -235,6 +235,9 @@ def _serve_requests() -> int:
 
 
 if __name__ == "__main__":
-    code = _serve_requests()
-    gc.freeze()  # nothing to collect at exit (pipeline.gc_tuning.skip_the_final_collection)
-    sys.exit(code)
+    from pipeline.gc_tuning import skip_the_final_collection
+
+    try:
+        sys.exit(_serve_requests())
+    finally:
+        skip_the_final_collection()
