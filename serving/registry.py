@@ -13,7 +13,6 @@ yet cost a registry call, not another import. Errors cross the process boundary 
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import logging
@@ -22,12 +21,11 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from serving.model import BASELINE_ARTIFACT, ModelLoadError, ModelNotYetAvailable
 
@@ -173,36 +171,6 @@ class RegistryResolver:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _PreParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ValueError(message)
-
-
-def started_for(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> RegistryResolver | None:
-    """A resolver whose helper is already starting, when the command line or the
-    environment names a registry model (``--model-uri models:/...``, ``--model-name``,
-    ``MODEL_URI``, ``MODEL_NAME``); None otherwise.
-
-    The entry points call this before they import the server, so MLflow's import, the
-    longest part of the start, begins about 0.2 s earlier. Only a guess: the server's own
-    parsing decides (``serving.server.options_from_args``) and closes a helper it does not
-    need; anything this cannot read (an abbreviated flag, a flag without its value) just
-    leaves the helper to the server."""
-    parser = _PreParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--model-uri", default=env.get("MODEL_URI"))
-    parser.add_argument("--model-name", default=env.get("MODEL_NAME"))
-    try:
-        known, _ = parser.parse_known_args(list(argv))
-    except ValueError:
-        return None
-    uri = known.model_uri or ("models:/" if known.model_name else "")
-    if not uri.startswith("models:/"):
-        return None
-    resolver = RegistryResolver()
-    resolver.start()
-    return resolver
 
 
 def _helper_environment() -> dict[str, str]:

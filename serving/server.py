@@ -470,35 +470,27 @@ class ServingServer:
         return count
 
 
-def run(options: ServerOptions, resolver: RegistryResolver | None = None) -> int:
+def run(options: ServerOptions) -> int:
     """Preflight (exit 2), then serve until SIGTERM/SIGINT (exit 0) or until the model
-    fails to load (exit 1). ``resolver``: one an entry point started already
-    (:func:`serving.registry.started_for`), used when the model is a registry URI."""
+    fails to load (exit 1)."""
     from serving.registry import RegistryResolver
 
     logging.basicConfig(
         level=options.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    registry_model = options.model_uri.startswith("models:/")
-    if resolver is not None and not registry_model:
-        resolver.close()  # the entry point's guess was wrong: no registry look-up
-        resolver = None
     try:
         sock = preflight(options)
     except UsageError as exc:
         log.error("serve: %s", exc)
-        if resolver is not None:
-            resolver.close()
         return EXIT_USAGE
     # Until the model is loaded this process only imports and reads files: the cyclic
     # collector, which would rescan every imported object again and again, is off until
     # the loader turns it back on (ServingServer._load; pipeline/gc_tuning.py says why).
     gc.disable()
-    if resolver is None:
-        resolver = RegistryResolver()
-        if registry_model:
-            # The helper's MLflow import is the longest part of the start: begin it first.
-            resolver.start()
+    resolver = RegistryResolver()
+    if options.model_uri.startswith("models:/"):
+        # The helper's MLflow import is the longest part of the start: begin it first.
+        resolver.start()
     import prometheus_client
 
     from serving.app import ServingApp
@@ -524,9 +516,8 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def main(argv: Sequence[str] | None = None, *, resolver: RegistryResolver | None = None) -> int:
-    """``python -m serving`` / ``serve``: parse flags and run; exit 2 on bad usage.
-    ``resolver``: see :func:`run`."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m serving`` / ``serve``: parse flags and run; exit 2 on bad usage."""
     parser = argparse.ArgumentParser(
         prog="serve", description="Serve an MLflow sklearn model over SageMaker's container contract."
     )
@@ -536,7 +527,5 @@ def main(argv: Sequence[str] | None = None, *, resolver: RegistryResolver | None
     try:
         options = options_from_args(args)
     except ValueError as exc:
-        if resolver is not None:
-            resolver.close()
         parser.error(str(exc))
-    return run(options, resolver)
+    return run(options)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from serving.model import ModelLoadError, ModelNotYetAvailable, load_model
-from serving.registry import RegistryResolver, resolve, started_for
+from serving.registry import RegistryResolver, resolve
 
 pytestmark = pytest.mark.slow
 
@@ -58,26 +58,6 @@ def test_start_launches_the_helper_at_once_and_the_first_request_uses_it(registe
         found = resolver.submit("models:/adult-income@champion", registered.tracking_uri).result(timeout=120)
         assert found.version == registered.version
         assert resolver._process is started
-
-@pytest.mark.parametrize(("argv", "env", "starts"), [
-    (["--model-uri", "models:/adult-income@champion"], {}, True),
-    (["serve"], {"MODEL_URI": "models:/adult-income/3"}, True),
-    (["--model-name", "adult-income", "--alias", "challenger"], {}, True),
-    (["--model-uri", "/opt/ml/model"], {"MODEL_NAME": "adult-income"}, False),  # a directory wins
-    (["serve"], {}, False),  # SageMaker's mounted /opt/ml/model: no registry
-    (["--model-u", "models:/adult-income@champion"], {}, False),  # abbreviated: the server decides
-    (["--model-uri"], {}, False),  # no value: the server's parser says what is wrong
-])
-def test_the_entry_points_start_the_helper_early_only_for_a_registry_model(
-        argv: list[str], env: dict[str, str], starts: bool) -> None:
-    resolver = started_for(argv, env)
-    try:
-        assert (resolver is not None) is starts
-        if resolver is not None:
-            assert resolver._process is not None and resolver._process.poll() is None
-    finally:
-        if resolver is not None:
-            resolver.close()
 
 def test_close_leaves_no_pipe_to_inherit(registered: Any) -> None:
     # Workers fork after close(): an inherited pipe end would keep the helper alive.
